@@ -1,0 +1,106 @@
+"""The warehouse: an embedded PostgreSQL (pgserver) in the local data folder, or REFERRAL_WAREHOUSE_URL."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .config import Settings
+from .ddl import all_ddl
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DBNAME = "referral"
+# Advisory lock keys (arbitrary constants, one per kind of exclusive work).
+SCHEMA_LOCK = 727_001
+DBT_LOCK = 727_002
+PAYOUT_LOCK = 727_003
+
+
+def embedded_server_dir(settings: Settings) -> Path:
+    return settings.data_dir / "warehouse"
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or reuse) the embedded PostgreSQL server and return the URL of the project's database.
+
+    The server keeps running after this process exits so that the CLI, Dagster and psql share it;
+    `referral-pipeline warehouse stop` stops it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(embedded_server_dir(settings), cleanup_mode=None)
+    base = server.get_uri()
+    with psycopg.connect(base, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (EMBEDDED_DBNAME,)).fetchone()
+        if not exists:
+            conn.execute(f"create database {EMBEDDED_DBNAME}")
+    params = conninfo_to_dict(base)
+    params["dbname"] = EMBEDDED_DBNAME
+    host = params.pop("host")
+    user = params.get("user") or "postgres"
+    return f"postgresql://{user}@/{EMBEDDED_DBNAME}?host={host}"
+
+
+def resolve_url(settings: Settings) -> str:
+    """The warehouse URL: REFERRAL_WAREHOUSE_URL when set, else the embedded server's (started on demand)."""
+    return settings.warehouse_url or start_embedded(settings)
+
+
+def connection_params(url: str) -> dict[str, str]:
+    """host/port/user/password/dbname of a URL, for dbt's profile (passed as environment variables)."""
+    p = conninfo_to_dict(url)
+    return {
+        "host": str(p.get("host") or "127.0.0.1"),
+        "port": str(p.get("port") or "5432"),
+        "user": str(p.get("user") or "postgres"),
+        "password": str(p.get("password") or ""),
+        "dbname": str(p.get("dbname") or "postgres"),
+    }
+
+
+def psql_command(url: str) -> str:
+    p = connection_params(url)
+    return f"psql '{make_conninfo(host=p['host'], port=p['port'], user=p['user'], dbname=p['dbname'])}'"
+
+
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(url, **kwargs)
+
+
+@contextlib.contextmanager
+def advisory_lock(url: str, key: int) -> Iterator[None]:
+    """Hold a session-level advisory lock for the duration of the block (waits for other holders)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (key,))
+
+
+def ensure_schema(url: str) -> None:
+    """Create every schema and Python-owned table (idempotent, serialised across processes)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            with conn.transaction():
+                conn.execute(all_ddl())
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+
+def prepare(settings: Settings) -> str:
+    """Resolve the warehouse URL and make sure its schemas exist. Returns the URL."""
+    url = resolve_url(settings)
+    ensure_schema(url)
+    return url
