@@ -51,6 +51,20 @@ def start_embedded(settings: Settings) -> str:
     return f"postgresql://{user}@/{EMBEDDED_DBNAME}?host={host}"
 
 
+def stop_embedded(settings: Settings) -> str:
+    """Stop the embedded server if it runs; returns what happened."""
+    data = embedded_server_dir(settings)
+    if not (data / "postmaster.pid").exists():
+        return f"the embedded warehouse in {data} is not running"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(data, cleanup_mode="stop")
+    server.cleanup()
+    return f"stopped the embedded warehouse in {data}"
+
+
 def resolve_url(settings: Settings) -> str:
     """The warehouse URL: REFERRAL_WAREHOUSE_URL when set, else the embedded server's (started on demand)."""
     return settings.warehouse_url or start_embedded(settings)

@@ -1,0 +1,1 @@
+"""Dagster orchestration of the referral pipeline: one Definitions object in `orchestration.definitions`."""

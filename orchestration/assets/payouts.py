@@ -1,0 +1,84 @@
+"""Payout batches (SPEC section 9): record due batches in the ledger, check them, then publish the files.
+
+The finance logic lives in `payout_exports` (plain Python); these assets only drive it."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+import payout_exports
+from referral_pipeline import __version__
+
+from ..partitions import daily_partitions, run_date, single_run_backfill
+from ..resources import PipelineResource
+
+UPSTREAM = [AssetKey("fct_reward_events"), AssetKey("stg_crm__partners"), AssetKey("stg_finance__fx_rates")]
+
+
+@asset(
+    name="payout_ledger",
+    group_name="payouts",
+    partitions_def=daily_partitions,
+    deps=UPSTREAM,
+    kinds={"python", "postgres"},
+    description="Records, in one transaction each, every payout period due as of D 00:00 UTC (never recomputed).",
+    pool="payouts",
+    backfill_policy=single_run_backfill,
+)
+def payout_ledger(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
+    batches = payout_exports.record_due_batches(pipeline.url, run_date(context), code_version=__version__, log=context.log.info)
+    return MaterializeResult(
+        metadata={"batches_recorded": MetadataValue.json([b.batch_id for b in batches])}
+    )
+
+
+@asset_check(asset=payout_ledger, blocking=True, description="Ledger totals equal the due lines of every recorded batch.")
+def payout_ledger_reconciles(pipeline: PipelineResource) -> AssetCheckResult:
+    problems = payout_exports.reconcile_ledger(pipeline.url)
+    return AssetCheckResult(
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"problems": MetadataValue.json(problems)},
+        description="; ".join(problems) if problems else "every recorded batch reconciles",
+    )
+
+
+@asset(
+    name="payout_files",
+    group_name="payouts",
+    partitions_def=daily_partitions,
+    deps=[payout_ledger],
+    kinds={"python", "s3"},
+    description="Renders every recorded, unpublished batch and publishes it (data files first, manifest last).",
+    pool="payouts",
+    backfill_policy=single_run_backfill,
+)
+def payout_files(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
+    published = payout_exports.publish_recorded_batches(
+        pipeline.url, pipeline.settings.export_uri, log=context.log.info
+    )
+    return MaterializeResult(metadata={"batches_published": MetadataValue.json(published)})
+
+
+@asset_check(asset=payout_files, blocking=True, description="Published files match the ledger and their manifests.")
+def payout_files_reconcile(pipeline: PipelineResource) -> AssetCheckResult:
+    problems = payout_exports.verify_published(pipeline.url, pipeline.settings.export_uri)
+    return AssetCheckResult(
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"problems": MetadataValue.json(problems)},
+        description="; ".join(problems) if problems else "every published batch matches the ledger",
+    )
+
+
+assets = [payout_ledger, payout_files]
+checks = [payout_ledger_reconciles, payout_files_reconcile]

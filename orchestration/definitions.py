@@ -1,0 +1,20 @@
+"""The one Definitions object: `dagster dev -w workspace.yaml` loads it."""
+
+from dagster import Definitions
+from dagster_dbt import DbtCliResource
+
+from .assets import crm, dbt, finance, links, marketing, payouts, rules
+from .jobs import nightly_job
+from .resources import PipelineResource
+from .schedules import nightly_schedule
+
+defs = Definitions(
+    assets=[*crm.assets, *marketing.assets, *links.assets, *finance.assets, *rules.assets, *dbt.assets, *payouts.assets],
+    asset_checks=[*payouts.checks],
+    jobs=[nightly_job],
+    schedules=[nightly_schedule],
+    resources={
+        "pipeline": PipelineResource(),
+        "dbt": DbtCliResource(project_dir=dbt.project),
+    },
+)

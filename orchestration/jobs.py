@@ -1,0 +1,15 @@
+"""The nightly job: extract every landing partition of the day, load the rules, dbt build, publish payouts."""
+
+from dagster import AssetSelection, define_asset_job
+
+from .partitions import daily_partitions
+
+nightly_job = define_asset_job(
+    name="nightly",
+    selection=AssetSelection.all(),
+    partitions_def=daily_partitions,
+    description=(
+        "Partition D: load dt=D of every source entity, load the program rules, build and test every dbt "
+        "model, then record and publish every payout period that ended before D (SPEC section 9)."
+    ),
+)
