@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test suite: lint, then pytest against the embedded PostgreSQL and, when one answers on
+# 127.0.0.1:5432 (or REFERRAL_TEST_SERVERS names servers), against that server too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+. .venv/bin/activate
+echo "== ruff"
+ruff check .
+ruff format --check .
+servers=${REFERRAL_TEST_SERVERS:-}
+if [ -z "$servers" ]; then
+  servers=embedded
+  if python -c 'import psycopg; psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3).close()' 2>/dev/null; then
+    servers="$servers postgresql://postgres@127.0.0.1:5432/postgres"
+  else
+    echo "note: no PostgreSQL answers on 127.0.0.1:5432; testing on the embedded server only"
+  fi
+fi
+for server in $servers; do
+  echo "== pytest against ${server}"
+  REFERRAL_TEST_SERVER=$server python -m pytest -p no:cacheprovider "$@"
+done

@@ -1,0 +1,76 @@
+"""Pure functions behind the CLI and the runs: dbt arguments, backfill ranges, control input parsing."""
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from referral_pipeline.cli import build_parser
+from referral_pipeline.controls import ControlError, parse_credits
+from referral_pipeline.dbt_cli import build_args, dbt_env
+from referral_pipeline.demo import month_ranges
+
+
+def test_build_args_pass_the_run_date_as_a_var():
+    args = build_args(dt.date(2025, 2, 1))
+    assert args[0] == "build"
+    assert json.loads(args[args.index("--vars") + 1]) == {"run_date": "2025-02-01"}
+    assert "--full-refresh" in build_args(None, full_refresh=True)
+    assert build_args(None, select="marts")[-2:] == ["--select", "marts"]
+
+
+def test_dbt_env_comes_from_the_one_warehouse_url():
+    env = dbt_env("postgresql://alice:s3cret@db.example:6543/wh")
+    assert env == {
+        "REFERRAL_DBT_HOST": "db.example",
+        "REFERRAL_DBT_PORT": "6543",
+        "REFERRAL_DBT_USER": "alice",
+        "REFERRAL_DBT_PASSWORD": "s3cret",
+        "REFERRAL_DBT_DBNAME": "wh",
+    }
+    socket = dbt_env("postgresql://postgres@/referral?host=/tmp/x/data")
+    assert socket["REFERRAL_DBT_HOST"] == "/tmp/x/data" and socket["REFERRAL_DBT_DBNAME"] == "referral"
+
+
+def test_month_ranges_end_on_the_first_of_each_month():
+    assert month_ranges(dt.date(2025, 1, 1), dt.date(2025, 3, 1)) == [
+        (dt.date(2025, 1, 1), dt.date(2025, 2, 1)),
+        (dt.date(2025, 2, 2), dt.date(2025, 3, 1)),
+    ]
+    assert month_ranges(dt.date(2025, 1, 15), dt.date(2025, 1, 20)) == [(dt.date(2025, 1, 15), dt.date(2025, 1, 20))]
+    ranges = month_ranges(dt.date(2024, 12, 20), dt.date(2025, 3, 10))
+    days = sum((hi - lo).days + 1 for lo, hi in ranges)
+    assert days == (dt.date(2025, 3, 10) - dt.date(2024, 12, 20)).days + 1
+    assert [hi for _, hi in ranges][:-1] == [dt.date(2025, 1, 1), dt.date(2025, 2, 1), dt.date(2025, 3, 1)]
+
+
+def test_parse_credits_accepts_exact_sums_only():
+    got = parse_credits(["PTR-1=0.6", "PTR-2=0.4"])
+    assert [(c.partner_id, c.credit) for c in got] == [("PTR-1", Decimal("0.6")), ("PTR-2", Decimal("0.4"))]
+    assert parse_credits(["PTR-1=1"])[0].credit == 1
+    for bad, msg in [
+        (["PTR-1=0.5", "PTR-2=0.4"], "sum to exactly 1"),
+        (["PTR-1=0.3333333", "PTR-2=0.3333333", "PTR-3=0.3333334"], None),
+        (["PTR-1=1.2", "PTR-2=-0.2"], "> 0"),
+        (["PTR-1=0.5", "PTR-1=0.5"], "twice"),
+        (["PTR-1"], "PARTNER_ID=SHARE"),
+        (["PTR-1=abc"], "not a decimal"),
+        ([], "at least one"),
+    ]:
+        if msg is None:
+            assert sum(c.credit for c in parse_credits(bad)) == 1
+            continue
+        with pytest.raises(ControlError, match=msg):
+            parse_credits(bad)
+
+
+def test_cli_refuses_bad_dates_and_missing_audit_fields(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--date", "2025-02-30"])
+    assert "expected a date YYYY-MM-DD" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["approve", "commission:D-1:PTR-1", "--by", "ann"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["dispute", "open", "--deal", "D-1", "--referral", "R-1", "--by", "a", "--reason", "b"])
