@@ -1,13 +1,13 @@
-"""Resources. Configuration comes from the environment (SPEC section 2) when the resource is used, never at
-import time; fields set on the resource override the environment."""
+"""Resources. Configuration comes from the environment (SPEC section 2) when a run starts, never at import
+time; fields set on the resource override the environment."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import cached_property
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
 
 from referral_pipeline.config import Settings
 from referral_pipeline.warehouse import prepare
@@ -21,18 +21,30 @@ class PipelineResource(ConfigurableResource):
     export_uri: str | None = None
     rules_file: str | None = None
 
-    @cached_property
-    def settings(self) -> Settings:
-        s = Settings.from_env()
-        overrides = {
-            "warehouse_url": self.warehouse_url,
-            "landing_uri": self.landing_uri,
-            "export_uri": self.export_uri,
-            "rules_file": Path(self.rules_file) if self.rules_file else None,
-        }
-        return replace(s, **{k: v for k, v in overrides.items() if v})
+    _settings: Settings | None = PrivateAttr(default=None)
+    _url: str | None = PrivateAttr(default=None)
 
-    @cached_property
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Resolved afresh for every run, so a changed environment is honoured by the next run.
+        self._settings = None
+        self._url = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            s = Settings.from_env()
+            overrides = {
+                "warehouse_url": self.warehouse_url,
+                "landing_uri": self.landing_uri,
+                "export_uri": self.export_uri,
+                "rules_file": Path(self.rules_file) if self.rules_file else None,
+            }
+            self._settings = replace(s, **{k: v for k, v in overrides.items() if v})
+        return self._settings
+
+    @property
     def url(self) -> str:
         """The warehouse URL (starting the embedded server if needed), with schemas created."""
-        return prepare(self.settings)
+        if self._url is None:
+            self._url = prepare(self.settings)
+        return self._url
