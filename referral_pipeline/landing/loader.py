@@ -1,0 +1,169 @@
+"""Loading one landing partition (entity + day) into its raw table (SPEC section 4, "Loading rules").
+
+One partition loads in one transaction: the rows, rejected rows and load-batch record that the partition
+loaded before are deleted, the new valid rows are copied into `raw.{source}__{entity}` with their lineage,
+the rejected rows into `raw.rejected_rows`, and one row is added to `raw.load_batches`. Rows are written with
+PostgreSQL COPY. A transaction-scoped advisory lock per partition serialises concurrent loads of the same
+partition, so a rerun never duplicates a row.
+
+Choices where the spec is silent:
+- A missing partition folder (or one with no data file) loads zero rows, and that load still replaces what
+  the partition loaded before: the raw tables always mirror the landing zone as it was at the last load.
+  A load batch with no files is recorded.
+- Files not named like the entity's format (`.csv`/`.csv.gz` or `.jsonl`/`.jsonl.gz`) and sub-folders are
+  ignored, with a log line for each ignored file.
+- Blank lines are skipped; they are neither rows nor rejections (they still count as physical lines).
+- A row with several problems is rejected once, with every problem in its reason (joined by `; `).
+- CSV header names are trimmed and matched case-insensitively; a header naming a column twice, an empty CSV
+  file (no header row) and an unreadable object in S3 fail the partition like a missing required column.
+- A UTF-8 byte-order mark at the start of a file is ignored.
+- The raw line of a rejected row never holds an IP address in clear: it is replaced by its keyed hash.
+- Duplicates and record versions are kept as loaded; dbt staging resolves them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import psycopg
+from psycopg import sql
+
+from ..entities import LINEAGE_COLUMNS, Entity
+from .readers import CSV_SUFFIXES, JSONL_SUFFIXES, FileError, Rejected, accepts, read_file
+from .storage import LandingFile, list_partition, partition_relpath
+
+MAX_LOGGED_REJECTIONS = 20  # per file; the rest are counted
+
+
+class LandingError(Exception):
+    """A landing partition cannot be loaded; the message names the file, what is wrong and what to do."""
+
+
+@dataclass
+class LoadResult:
+    entity: str  # e.g. crm/deals
+    partition_date: date
+    files: list[str]  # loaded files, relative to the landing root
+    rows_loaded: int
+    rows_rejected: int
+    load_batch_id: str
+
+
+def load_partition(
+    url: str,
+    entity: Entity,
+    day: date,
+    landing_uri: str,
+    *,
+    ip_hash_key: str,
+    log: Callable[[str], None] = print,
+) -> LoadResult:
+    """Load `{landing_uri}/{source}/{entity}/dt={day}/` into the warehouse at `url`, replacing that partition's
+    previous load. Raises LandingError (and loads nothing, keeping the previous load) if a file cannot be
+    loaded."""
+    part = partition_relpath(entity, day)
+    started = datetime.now(UTC)
+    batch_id = f"{entity.table}:{day.isoformat()}:{uuid.uuid4().hex[:12]}"
+    files = _data_files(landing_uri, entity, day, log)
+    if not files:
+        log(f"{part}: no data files; loading zero rows (replaces any previous load of this partition)")
+
+    loaded, rejected = 0, []
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"landing:{part}",))
+        _delete_previous(conn, entity, day)
+        with conn.cursor() as cur, cur.copy(_copy_sql(entity)) as copy:
+            for f in files:
+                lineage = (day, f.relpath)
+                file_loaded, file_rejected = 0, []
+                for item in _read(f, entity, part, ip_hash_key, log):
+                    if isinstance(item, Rejected):
+                        file_rejected.append(item)
+                    else:
+                        copy.write_row((*item.values, *lineage, item.line, batch_id, started))
+                        file_loaded += 1
+                _log_file(f, file_loaded, file_rejected, log)
+                loaded += file_loaded
+                rejected += [(f.relpath, r) for r in file_rejected]
+        _write_rejected(conn, entity, day, rejected, batch_id, started)
+        conn.execute(
+            "insert into raw.load_batches (load_batch_id, entity, partition_date, files, rows_loaded,"
+            " rows_rejected, started_at, finished_at) values (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
+            (batch_id, entity.path, day, [f.relpath for f in files], loaded, len(rejected), started),
+        )
+    log(f"{part}: loaded {loaded} rows, rejected {len(rejected)} (batch {batch_id})")
+    return LoadResult(entity.path, day, [f.relpath for f in files], loaded, len(rejected), batch_id)
+
+
+def _data_files(landing_uri: str, entity: Entity, day: date, log: Callable[[str], None]) -> list[LandingFile]:
+    part = partition_relpath(entity, day)
+    try:
+        listed = list_partition(landing_uri, entity, day)
+    except Exception as e:  # listing failures (permissions, missing bucket, endpoint) fail the partition
+        raise LandingError(f"{part}: cannot list the partition under {landing_uri}: {e}") from e
+    suffixes = CSV_SUFFIXES if entity.format == "csv" else JSONL_SUFFIXES
+    for f in listed:
+        if not accepts(entity, f.name):
+            log(f"{f.relpath}: ignored (not a data file of {entity.path}: expected {' or '.join(suffixes)})")
+    return [f for f in listed if accepts(entity, f.name)]
+
+
+def _read(f: LandingFile, entity: Entity, part: str, ip_hash_key: str, log: Callable[[str], None]):
+    """The file's rows and rejections; any problem with the file itself becomes a LandingError."""
+    what_to_do = (
+        f"Nothing of partition {part} was loaded and its previous load is kept; "
+        "fix or replace the file in the landing zone and rerun the day."
+    )
+    try:
+        with f.open() as stream:
+            yield from read_file(entity, f.relpath, stream, ip_hash_key=ip_hash_key, log=log)
+    except FileError as e:
+        raise LandingError(f"{f.relpath}: {e}. {what_to_do}") from None
+    except OSError as e:
+        raise LandingError(f"{f.relpath}: cannot be read: {e}. {what_to_do}") from e
+    except Exception as e:
+        if type(e).__module__.startswith(("botocore", "boto3")):
+            raise LandingError(f"{f.relpath}: cannot be read from S3: {e}. {what_to_do}") from e
+        raise
+
+
+def _log_file(f: LandingFile, loaded: int, rejected: list[Rejected], log: Callable[[str], None]) -> None:
+    log(f"{f.relpath}: {loaded} rows, {len(rejected)} rejected")
+    for r in rejected[:MAX_LOGGED_REJECTIONS]:
+        log(f"{f.relpath} line {r.line}: rejected: {r.reason}")
+    if len(rejected) > MAX_LOGGED_REJECTIONS:
+        log(
+            f"{f.relpath}: ... and {len(rejected) - MAX_LOGGED_REJECTIONS} more rejected rows (raw.rejected_rows)"
+        )
+
+
+def _copy_sql(entity: Entity) -> sql.Composed:
+    columns = [c.column_name for c in entity.columns] + [name for name, _ in LINEAGE_COLUMNS]
+    return sql.SQL("copy {} ({}) from stdin").format(
+        sql.Identifier("raw", entity.table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+
+
+def _delete_previous(conn: psycopg.Connection, entity: Entity, day: date) -> None:
+    table = sql.Identifier("raw", entity.table)
+    conn.execute(sql.SQL("delete from {} where _partition_date = %s").format(table), (day,))
+    conn.execute(
+        "delete from raw.rejected_rows where entity = %s and _partition_date = %s", (entity.path, day)
+    )
+    conn.execute("delete from raw.load_batches where entity = %s and partition_date = %s", (entity.path, day))
+
+
+def _write_rejected(
+    conn, entity: Entity, day: date, rejected: list, batch_id: str, loaded_at: datetime
+) -> None:
+    if not rejected:
+        return
+    columns = (
+        "entity, _partition_date, _source_file, _line_number, raw_line, reason, _load_batch_id, _loaded_at"
+    )
+    with conn.cursor() as cur, cur.copy(f"copy raw.rejected_rows ({columns}) from stdin") as copy:
+        for relpath, r in rejected:
+            copy.write_row((entity.path, day, relpath, r.line, r.raw_line, r.reason, batch_id, loaded_at))
