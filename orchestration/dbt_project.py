@@ -46,7 +46,15 @@ def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
         return manifest
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     proc = subprocess.run(
-        [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir), "--quiet"],
+        [
+            dbt_executable(),
+            "parse",
+            "--project-dir",
+            str(project_dir),
+            "--profiles-dir",
+            str(project_dir),
+            "--quiet",
+        ],
         cwd=project_dir,
         env=env,
         capture_output=True,

@@ -9,7 +9,15 @@ from .resources import PipelineResource
 from .schedules import nightly_schedule
 
 defs = Definitions(
-    assets=[*crm.assets, *marketing.assets, *links.assets, *finance.assets, *rules.assets, *dbt.assets, *payouts.assets],
+    assets=[
+        *crm.assets,
+        *marketing.assets,
+        *links.assets,
+        *finance.assets,
+        *rules.assets,
+        *dbt.assets,
+        *payouts.assets,
+    ],
     asset_checks=[*payouts.checks],
     jobs=[nightly_job],
     schedules=[nightly_schedule],

@@ -68,7 +68,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     with _connect() as conn:
         approval_id = approve(conn, args.event_id, by=args.by, reason=args.reason)
-    print(f"approved {args.event_id} (approval {approval_id}); it is released from holds in the next payout batch")
+    print(
+        f"approved {args.event_id} (approval {approval_id}); it is released from holds in the next payout batch"
+    )
     return 0
 
 
@@ -76,7 +78,9 @@ def cmd_dispute(args: argparse.Namespace) -> int:
     from .controls import dispute
 
     with _connect() as conn:
-        dispute(conn, args.action, deal_id=args.deal, referral_id=args.referral, by=args.by, reason=args.reason)
+        dispute(
+            conn, args.action, deal_id=args.deal, referral_id=args.referral, by=args.by, reason=args.reason
+        )
     subject = f"deal {args.deal}" if args.deal else f"referral {args.referral}"
     print(f"dispute on {subject}: {'opened' if args.action == 'open' else 'resolved'}")
     return 0
@@ -103,7 +107,7 @@ def cmd_payouts_show(args: argparse.Namespace) -> int:
 
 
 def cmd_warehouse(args: argparse.Namespace) -> int:
-    from .warehouse import embedded_server_dir, prepare, psql_command
+    from .warehouse import prepare, psql_command
 
     settings = Settings.from_env()
     if args.action == "stop":
@@ -128,7 +132,14 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     extra = [a for a in args.dbt_args if a != "--"]
     env = {**os.environ, **dbt_env(url)}
     return subprocess.call(
-        [dbt_executable(), *extra, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        [
+            dbt_executable(),
+            *extra,
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
         cwd=DBT_PROJECT_DIR,
         env=env,
     )
@@ -196,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("action", nargs="?", default="info", choices=["info", "stop"])
     w.set_defaults(func=cmd_warehouse)
 
-    t = sub.add_parser("dbt", help="run dbt against the configured warehouse, e.g. `referral-pipeline dbt -- docs generate`")
+    t = sub.add_parser(
+        "dbt", help="run dbt against the configured warehouse, e.g. `referral-pipeline dbt -- docs generate`"
+    )
     t.add_argument("dbt_args", nargs=argparse.REMAINDER)
     t.set_defaults(func=cmd_dbt)
     return p

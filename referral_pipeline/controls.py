@@ -33,7 +33,9 @@ def _exists(conn: psycopg.Connection, relation: str, column: str, value: str, wh
         row = conn.execute(f"select 1 from {relation} where {column} = %s limit 1", (value,)).fetchone()
     except psycopg.errors.UndefinedTable:
         conn.rollback()
-        raise ControlError(f"{relation} does not exist yet: run the nightly job first (referral-pipeline run --date ...)") from None
+        raise ControlError(
+            f"{relation} does not exist yet: run the nightly job first (referral-pipeline run --date ...)"
+        ) from None
     return row is not None
 
 
@@ -73,7 +75,13 @@ def dispute_is_open(conn: psycopg.Connection, subject_type: str, subject_id: str
 
 
 def dispute(
-    conn: psycopg.Connection, action: str, *, deal_id: str | None = None, referral_id: str | None = None, by: str, reason: str
+    conn: psycopg.Connection,
+    action: str,
+    *,
+    deal_id: str | None = None,
+    referral_id: str | None = None,
+    by: str,
+    reason: str,
 ) -> int:
     """Open or resolve a dispute on a deal or a referral."""
     if action not in ("open", "resolve"):

@@ -24,7 +24,9 @@ def dbt_vars(run_date: dt.date | None) -> str:
     return json.dumps({"run_date": run_date.isoformat() if run_date else None}, sort_keys=True)
 
 
-def build_args(run_date: dt.date | None, *, full_refresh: bool = False, select: str | None = None) -> list[str]:
+def build_args(
+    run_date: dt.date | None, *, full_refresh: bool = False, select: str | None = None
+) -> list[str]:
     """`dbt build` for a nightly run of `run_date` (None: no run date, e.g. a manual full rebuild)."""
     args = ["build", "--vars", dbt_vars(run_date)]
     if full_refresh:

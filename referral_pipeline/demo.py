@@ -67,7 +67,10 @@ def run_demo(*, days: int = 60, scale: str = "small", seed: int = 7) -> int:
         REFERRAL_EXPORT_URI=str(exports),
         DAGSTER_HOME=str(home),
     )
-    print(f"[2/4] generating {days} days of sample exports ({scale}, seed {seed}) from {start} to {end}", flush=True)
+    print(
+        f"[2/4] generating {days} days of sample exports ({scale}, seed {seed}) from {start} to {end}",
+        flush=True,
+    )
     generate(landing, start, days, scale=scale, seed=seed, log=lambda m: None)
 
     ranges = month_ranges(start, end)
@@ -98,7 +101,9 @@ def summary(url: str) -> str:
 
     lines = ["raw tables (rows loaded / rows rejected):"]
     with psycopg.connect(url) as conn:
-        rejected = dict(conn.execute("select entity, count(*) from raw.rejected_rows group by entity").fetchall())
+        rejected = dict(
+            conn.execute("select entity, count(*) from raw.rejected_rows group by entity").fetchall()
+        )
         for e in ENTITIES:
             n = conn.execute(f"select count(*) from raw.{e.table}").fetchone()[0]
             lines.append(f"  {e.path:<24} {n:>8} / {rejected.get(e.path, 0)}")

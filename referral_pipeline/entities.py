@@ -112,7 +112,11 @@ ENTITIES: tuple[Entity, ...] = (
             _c("name", req=True),
             _c("email", EMAIL, req=True),
             _c("company_domain", DOMAIN),
-            _c("partner_type", ENUM, choices=("customer", "consultant", "integrator", "affiliate", "reseller")),
+            _c(
+                "partner_type",
+                ENUM,
+                choices=("customer", "consultant", "integrator", "affiliate", "reseller"),
+            ),
             _c("status", ENUM, req=True, choices=("active", "suspended", "terminated")),
             _c("joined_at", TIMESTAMP, req=True),
             _c("terminated_at", TIMESTAMP),

@@ -17,7 +17,17 @@ MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
 TOUCH_TYPES = ("referral", "marketing", "link_click")
 EVENT_TYPES = ("referral_bonus", "qualified_bonus", "commission")
 DEAL_TYPES = ("new_business", "expansion", "renewal")
-REQUIRED_FREE_MAIL = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "aol.com", "proton.me", "gmx.com")
+TIER_FIELDS = ("name", "min_trailing_revenue", "commission_rate", "referral_bonus", "qualified_bonus")
+REQUIRED_FREE_MAIL = (
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.com",
+    "icloud.com",
+    "aol.com",
+    "proton.me",
+    "gmx.com",
+)
 
 
 class RulesError(ValueError):
@@ -71,7 +81,9 @@ class ProgramRules:
             if v.effective_from <= day:
                 chosen = v
         if chosen is None:
-            raise RulesError(f"no rules version is in force on {day} (the first is {self.versions[0].version_id})")
+            raise RulesError(
+                f"no rules version is in force on {day} (the first is {self.versions[0].version_id})"
+            )
         return chosen
 
 
@@ -87,7 +99,15 @@ class _Ctx:
             raise self.fail(field, "is required")
         return d[field]
 
-    def decimal(self, value: Any, field: str, *, minimum: Decimal | None = Decimal(0), maximum: Decimal | None = None, strict: bool = False) -> Decimal:
+    def decimal(
+        self,
+        value: Any,
+        field: str,
+        *,
+        minimum: Decimal | None = Decimal(0),
+        maximum: Decimal | None = None,
+        strict: bool = False,
+    ) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
             raise self.fail(field, f"must be a number, got {value!r}")
         try:
@@ -124,9 +144,19 @@ def _parse_version(raw: Any, index: int, file: str) -> RulesVersion:
         raise ctx.fail("effective_from", f"must be a date YYYY-MM-DD, got {eff!r}")
     ctx = _Ctx(file, f"version {eff.isoformat()}")
     known = {
-        "effective_from", "attribution_model", "time_decay_half_life_days", "lookback_days",
-        "max_clicks_per_ip_per_day", "qualified_stage", "eligible_deal_types", "hold_days", "clawback_days",
-        "commission_cap_per_deal", "minimum_payout", "quality_lead", "tiers",
+        "effective_from",
+        "attribution_model",
+        "time_decay_half_life_days",
+        "lookback_days",
+        "max_clicks_per_ip_per_day",
+        "qualified_stage",
+        "eligible_deal_types",
+        "hold_days",
+        "clawback_days",
+        "commission_cap_per_deal",
+        "minimum_payout",
+        "quality_lead",
+        "tiers",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -134,7 +164,9 @@ def _parse_version(raw: Any, index: int, file: str) -> RulesVersion:
     model = ctx.get(raw, "attribution_model")
     if model not in MODELS:
         raise ctx.fail("attribution_model", f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
-    half_life = ctx.decimal(ctx.get(raw, "time_decay_half_life_days"), "time_decay_half_life_days", strict=True)
+    half_life = ctx.decimal(
+        ctx.get(raw, "time_decay_half_life_days"), "time_decay_half_life_days", strict=True
+    )
 
     def per_key(field: str, keys: tuple[str, ...]) -> dict[str, int]:
         value = ctx.get(raw, field)
@@ -143,11 +175,16 @@ def _parse_version(raw: Any, index: int, file: str) -> RulesVersion:
         extra = sorted(set(value) - set(keys))
         if extra:
             raise ctx.fail(f"{field}.{extra[0]}", f"unknown key; expected {', '.join(keys)}")
-        return {k: ctx.integer(ctx.get(value, k) if k in value else ctx.get({}, f"{field}.{k}"), f"{field}.{k}") for k in keys}
+        return {
+            k: ctx.integer(ctx.get(value, k) if k in value else ctx.get({}, f"{field}.{k}"), f"{field}.{k}")
+            for k in keys
+        }
 
     lookback = per_key("lookback_days", TOUCH_TYPES)
     hold = per_key("hold_days", EVENT_TYPES)
-    max_clicks = ctx.integer(ctx.get(raw, "max_clicks_per_ip_per_day"), "max_clicks_per_ip_per_day", minimum=1)
+    max_clicks = ctx.integer(
+        ctx.get(raw, "max_clicks_per_ip_per_day"), "max_clicks_per_ip_per_day", minimum=1
+    )
     stage = ctx.get(raw, "qualified_stage")
     if not isinstance(stage, str) or not stage.strip():
         raise ctx.fail("qualified_stage", "must be a non-empty text")
@@ -156,7 +193,9 @@ def _parse_version(raw: Any, index: int, file: str) -> RulesVersion:
         raise ctx.fail("eligible_deal_types", "must be a list of deal types")
     for t in types:
         if t.lower() not in DEAL_TYPES:
-            raise ctx.fail("eligible_deal_types", f"unknown deal type {t!r}; expected {', '.join(DEAL_TYPES)}")
+            raise ctx.fail(
+                "eligible_deal_types", f"unknown deal type {t!r}; expected {', '.join(DEAL_TYPES)}"
+            )
     clawback = ctx.integer(ctx.get(raw, "clawback_days"), "clawback_days")
     cap_raw = raw.get("commission_cap_per_deal")
     cap = None if cap_raw is None else ctx.decimal(cap_raw, "commission_cap_per_deal")
@@ -164,10 +203,26 @@ def _parse_version(raw: Any, index: int, file: str) -> RulesVersion:
     ql = ctx.get(raw, "quality_lead")
     if not isinstance(ql, dict):
         raise ctx.fail("quality_lead", "must be a mapping with min_employee_count and eligible_countries")
-    min_emp = ctx.integer(ctx.get(ql, "min_employee_count"), "quality_lead.min_employee_count")
+    extra = sorted(set(ql) - {"min_employee_count", "eligible_countries"})
+    if extra:
+        raise ctx.fail(
+            f"quality_lead.{extra[0]}", "unknown field; expected min_employee_count, eligible_countries"
+        )
+    min_emp = ctx.integer(
+        ql["min_employee_count"]
+        if "min_employee_count" in ql
+        else ctx.get({}, "quality_lead.min_employee_count"),
+        "quality_lead.min_employee_count",
+    )
     countries = ql.get("eligible_countries") or []
-    if not isinstance(countries, list) or not all(isinstance(c, str) for c in countries):
-        raise ctx.fail("quality_lead.eligible_countries", "must be a list of country codes")
+    if not isinstance(countries, list) or not all(
+        isinstance(c, str) and len(c.strip()) == 2 and c.strip().isascii() and c.strip().isalpha()
+        for c in countries
+    ):
+        raise ctx.fail(
+            "quality_lead.eligible_countries",
+            f"must be a list of two-letter country codes, got {countries!r}",
+        )
     tiers_raw = ctx.get(raw, "tiers")
     if not isinstance(tiers_raw, list) or not tiers_raw:
         raise ctx.fail("tiers", "must be a non-empty list")
@@ -176,21 +231,33 @@ def _parse_version(raw: Any, index: int, file: str) -> RulesVersion:
         f = f"tiers[{i}]"
         if not isinstance(t, dict):
             raise ctx.fail(f, "must be a mapping")
-        name = ctx.get(t, "name") if "name" in t else ctx.get({}, f"{f}.name")
+        extra = sorted(set(t) - set(TIER_FIELDS))
+        if extra:
+            raise ctx.fail(f"{f}.{extra[0]}", f"unknown field; expected {', '.join(TIER_FIELDS)}")
+        missing = [k for k in TIER_FIELDS if t.get(k) is None]
+        if missing:
+            raise ctx.fail(f"{f}.{missing[0]}", "is required")
+        name = t["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise ctx.fail(f"{f}.name", "must be a non-empty text")
         tier = Tier(
-            name=str(name),
-            min_trailing_revenue=ctx.decimal(t.get("min_trailing_revenue"), f"{f}.min_trailing_revenue"),
-            commission_rate=ctx.decimal(t.get("commission_rate"), f"{f}.commission_rate", maximum=Decimal(1)),
-            referral_bonus=ctx.decimal(t.get("referral_bonus"), f"{f}.referral_bonus"),
-            qualified_bonus=ctx.decimal(t.get("qualified_bonus"), f"{f}.qualified_bonus"),
+            name=name.strip(),
+            min_trailing_revenue=ctx.decimal(t["min_trailing_revenue"], f"{f}.min_trailing_revenue"),
+            commission_rate=ctx.decimal(t["commission_rate"], f"{f}.commission_rate", maximum=Decimal(1)),
+            referral_bonus=ctx.decimal(t["referral_bonus"], f"{f}.referral_bonus"),
+            qualified_bonus=ctx.decimal(t["qualified_bonus"], f"{f}.qualified_bonus"),
         )
         if tiers and tier.min_trailing_revenue <= tiers[-1].min_trailing_revenue:
-            raise ctx.fail(f"{f}.min_trailing_revenue", "tiers must be in strictly ascending min_trailing_revenue")
+            raise ctx.fail(
+                f"{f}.min_trailing_revenue", "tiers must be in strictly ascending min_trailing_revenue"
+            )
         if tier.name in {x.name for x in tiers}:
             raise ctx.fail(f"{f}.name", f"duplicate tier name {tier.name!r}")
         tiers.append(tier)
     if tiers[0].min_trailing_revenue != 0:
-        raise ctx.fail("tiers[0].min_trailing_revenue", "the first tier must start at 0 so that every partner has a tier")
+        raise ctx.fail(
+            "tiers[0].min_trailing_revenue", "the first tier must start at 0 so that every partner has a tier"
+        )
     return RulesVersion(
         effective_from=eff,
         attribution_model=model,
@@ -221,7 +288,12 @@ def parse_rules(text: str, file: str = "<rules>") -> ProgramRules:
     if unknown:
         raise ctx.fail(unknown[0], "unknown field")
     currency = ctx.get(raw, "program_currency")
-    if not (isinstance(currency, str) and len(currency.strip()) == 3 and currency.strip().isascii() and currency.strip().isalpha()):
+    if not (
+        isinstance(currency, str)
+        and len(currency.strip()) == 3
+        and currency.strip().isascii()
+        and currency.strip().isalpha()
+    ):
         raise ctx.fail("program_currency", f"must be a three-letter currency code, got {currency!r}")
     period = raw.get("payout_period", "monthly")
     if period != "monthly":
@@ -229,6 +301,12 @@ def parse_rules(text: str, file: str = "<rules>") -> ProgramRules:
     fm = ctx.get(raw, "free_mail_domains")
     if not isinstance(fm, list) or not all(isinstance(d, str) and d.strip() for d in fm):
         raise ctx.fail("free_mail_domains", "must be a list of domains")
+    absent = [d for d in REQUIRED_FREE_MAIL if d not in {x.strip().lower() for x in fm}]
+    if absent:
+        raise ctx.fail(
+            "free_mail_domains",
+            f"must list at least {', '.join(REQUIRED_FREE_MAIL)}; missing {', '.join(absent)}",
+        )
     versions_raw = ctx.get(raw, "versions")
     if not isinstance(versions_raw, list) or not versions_raw:
         raise ctx.fail("versions", "must be a non-empty list")
@@ -236,7 +314,9 @@ def parse_rules(text: str, file: str = "<rules>") -> ProgramRules:
     seen: set[dt.date] = set()
     for v in versions:
         if v.effective_from in seen:
-            raise RulesError(f"{file}: version {v.version_id}: effective_from: two versions take effect on the same date")
+            raise RulesError(
+                f"{file}: version {v.version_id}: effective_from: two versions take effect on the same date"
+            )
         seen.add(v.effective_from)
     versions.sort(key=lambda v: v.effective_from)
     return ProgramRules(
@@ -254,7 +334,9 @@ def load_rules(path: str | Path) -> ProgramRules:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RulesError(f"{p}: cannot read the rules file ({exc.strerror}); set REFERRAL_RULES_FILE to a readable file") from None
+        raise RulesError(
+            f"{p}: cannot read the rules file ({exc.strerror}); set REFERRAL_RULES_FILE to a readable file"
+        ) from None
     return parse_rules(text, str(p))
 
 
@@ -272,18 +354,38 @@ def write_rules(conn: psycopg.Connection, rules: ProgramRules) -> None:
             conn.execute(
                 "insert into rules.versions values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 (
-                    v.version_id, v.effective_from, nxt, v.attribution_model, v.time_decay_half_life_days,
-                    v.lookback_days["referral"], v.lookback_days["marketing"], v.lookback_days["link_click"],
-                    v.max_clicks_per_ip_per_day, v.qualified_stage, list(v.eligible_deal_types),
-                    v.hold_days["referral_bonus"], v.hold_days["qualified_bonus"], v.hold_days["commission"],
-                    v.clawback_days, v.commission_cap_per_deal, v.minimum_payout, v.quality_min_employee_count,
+                    v.version_id,
+                    v.effective_from,
+                    nxt,
+                    v.attribution_model,
+                    v.time_decay_half_life_days,
+                    v.lookback_days["referral"],
+                    v.lookback_days["marketing"],
+                    v.lookback_days["link_click"],
+                    v.max_clicks_per_ip_per_day,
+                    v.qualified_stage,
+                    list(v.eligible_deal_types),
+                    v.hold_days["referral_bonus"],
+                    v.hold_days["qualified_bonus"],
+                    v.hold_days["commission"],
+                    v.clawback_days,
+                    v.commission_cap_per_deal,
+                    v.minimum_payout,
+                    v.quality_min_employee_count,
                     list(v.quality_eligible_countries),
                 ),
             )
             for t in v.tiers:
                 conn.execute(
                     "insert into rules.tiers values (%s,%s,%s,%s,%s,%s)",
-                    (v.version_id, t.name, t.min_trailing_revenue, t.commission_rate, t.referral_bonus, t.qualified_bonus),
+                    (
+                        v.version_id,
+                        t.name,
+                        t.min_trailing_revenue,
+                        t.commission_rate,
+                        t.referral_bonus,
+                        t.qualified_bonus,
+                    ),
                 )
         with conn.cursor().copy("copy rules.free_mail_domains (domain) from stdin") as cp:
             for d in rules.free_mail_domains:

@@ -37,7 +37,15 @@ def query_rows(conn, sql: str) -> list[dict[str, str]]:
     return [{n: fmt(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
 
 
-def assert_same_rows(actual: list[dict], expected: list[dict], key: tuple[str, ...], columns: tuple[str, ...], *, what: str, decimals: dict[str, Decimal] | None = None) -> None:
+def assert_same_rows(
+    actual: list[dict],
+    expected: list[dict],
+    key: tuple[str, ...],
+    columns: tuple[str, ...],
+    *,
+    what: str,
+    decimals: dict[str, Decimal] | None = None,
+) -> None:
     """Rows keyed by `key` must match on `columns`; numeric columns in `decimals` compare within a tolerance
     (a tolerance of 0 means exact decimal equality)."""
     decimals = decimals or {}
@@ -57,4 +65,8 @@ def assert_same_rows(actual: list[dict], expected: list[dict], key: tuple[str, .
                     problems.append(f"{k} {c}: got {av}, expected {ev}")
             elif av != ev:
                 problems.append(f"{k} {c}: got {av!r}, expected {ev!r}")
-    assert not problems, f"{what}: " + "; ".join(problems[:25]) + (f" ... ({len(problems)} problems)" if len(problems) > 25 else "")
+    assert not problems, (
+        f"{what}: "
+        + "; ".join(problems[:25])
+        + (f" ... ({len(problems)} problems)" if len(problems) > 25 else "")
+    )

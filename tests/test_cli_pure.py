@@ -38,7 +38,9 @@ def test_month_ranges_end_on_the_first_of_each_month():
         (dt.date(2025, 1, 1), dt.date(2025, 2, 1)),
         (dt.date(2025, 2, 2), dt.date(2025, 3, 1)),
     ]
-    assert month_ranges(dt.date(2025, 1, 15), dt.date(2025, 1, 20)) == [(dt.date(2025, 1, 15), dt.date(2025, 1, 20))]
+    assert month_ranges(dt.date(2025, 1, 15), dt.date(2025, 1, 20)) == [
+        (dt.date(2025, 1, 15), dt.date(2025, 1, 20))
+    ]
     ranges = month_ranges(dt.date(2024, 12, 20), dt.date(2025, 3, 10))
     days = sum((hi - lo).days + 1 for lo, hi in ranges)
     assert days == (dt.date(2025, 3, 10) - dt.date(2024, 12, 20)).days + 1
@@ -73,4 +75,6 @@ def test_cli_refuses_bad_dates_and_missing_audit_fields(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["approve", "commission:D-1:PTR-1", "--by", "ann"])
     with pytest.raises(SystemExit):
-        parser.parse_args(["dispute", "open", "--deal", "D-1", "--referral", "R-1", "--by", "a", "--reason", "b"])
+        parser.parse_args(
+            ["dispute", "open", "--deal", "D-1", "--referral", "R-1", "--by", "a", "--reason", "b"]
+        )

@@ -49,7 +49,9 @@ def golden_run(golden_dir: Path, new_database, tmp_path_factory):
 
 
 def test_rejected_rows(golden_run):
-    expected = {(r["file"], int(r["line"])) for r in read_csv(golden_run["golden"] / "expected_rejected_rows.csv")}
+    expected = {
+        (r["file"], int(r["line"])) for r in read_csv(golden_run["golden"] / "expected_rejected_rows.csv")
+    }
     with psycopg.connect(golden_run["url"]) as conn:
         got = set(conn.execute("select _source_file, _line_number from raw.rejected_rows").fetchall())
     assert got == expected
@@ -65,7 +67,9 @@ def test_touchpoints(golden_run):
 
 def test_attribution(golden_run):
     with psycopg.connect(golden_run["url"]) as conn:
-        got = query_rows(conn, "select deal_id, partner_id, model, credit, touch_count, is_won from marts.fct_attribution")
+        got = query_rows(
+            conn, "select deal_id, partner_id, model, credit, touch_count, is_won from marts.fct_attribution"
+        )
     expected = read_csv(golden_run["golden"] / "expected_attribution.csv")
     assert_same_rows(
         got,
@@ -78,7 +82,17 @@ def test_attribution(golden_run):
 
 
 def test_reward_events(golden_run):
-    cols = ("event_type", "partner_id", "deal_id", "referral_id", "amount", "earned_at", "payable_at", "tier", "rules_version")
+    cols = (
+        "event_type",
+        "partner_id",
+        "deal_id",
+        "referral_id",
+        "amount",
+        "earned_at",
+        "payable_at",
+        "tier",
+        "rules_version",
+    )
     with psycopg.connect(golden_run["url"]) as conn:
         got = query_rows(conn, f"select event_id, {', '.join(cols)} from marts.fct_reward_events")
     expected = read_csv(golden_run["golden"] / "expected_reward_events.csv")
@@ -120,7 +134,9 @@ def test_batch_control_totals(golden_run):
     import json
 
     for row in read_csv(golden_run["golden"] / "expected_batches.csv"):
-        manifest = json.loads((golden_run["exports"] / f"period={row['period']}" / "manifest.json").read_text())
+        manifest = json.loads(
+            (golden_run["exports"] / f"period={row['period']}" / "manifest.json").read_text()
+        )
         totals = manifest["control_totals"]
         assert manifest["period"] == row["period"]
         assert manifest["cutoff"] == row["cutoff"]

@@ -1,7 +1,5 @@
 """Every dbt model as a Dagster asset (dbt tests as asset checks), built by one `dbt build` per run."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from typing import Any

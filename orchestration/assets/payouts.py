@@ -2,8 +2,6 @@
 
 The finance logic lives in `payout_exports` (plain Python); these assets only drive it."""
 
-from __future__ import annotations
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -35,13 +33,17 @@ UPSTREAM = [AssetKey("fct_reward_events"), AssetKey("stg_crm__partners"), AssetK
     backfill_policy=single_run_backfill,
 )
 def payout_ledger(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
-    batches = payout_exports.record_due_batches(pipeline.url, run_date(context), code_version=__version__, log=context.log.info)
-    return MaterializeResult(
-        metadata={"batches_recorded": MetadataValue.json([b.batch_id for b in batches])}
+    batches = payout_exports.record_due_batches(
+        pipeline.url, run_date(context), code_version=__version__, log=context.log.info
     )
+    return MaterializeResult(metadata={"batches_recorded": MetadataValue.json([b.batch_id for b in batches])})
 
 
-@asset_check(asset=payout_ledger, blocking=True, description="Ledger totals equal the due lines of every recorded batch.")
+@asset_check(
+    asset=payout_ledger,
+    blocking=True,
+    description="Ledger totals equal the due lines of every recorded batch.",
+)
 def payout_ledger_reconciles(pipeline: PipelineResource) -> AssetCheckResult:
     problems = payout_exports.reconcile_ledger(pipeline.url)
     return AssetCheckResult(
@@ -69,7 +71,9 @@ def payout_files(context: AssetExecutionContext, pipeline: PipelineResource) -> 
     return MaterializeResult(metadata={"batches_published": MetadataValue.json(published)})
 
 
-@asset_check(asset=payout_files, blocking=True, description="Published files match the ledger and their manifests.")
+@asset_check(
+    asset=payout_files, blocking=True, description="Published files match the ledger and their manifests."
+)
 def payout_files_reconcile(pipeline: PipelineResource) -> AssetCheckResult:
     problems = payout_exports.verify_published(pipeline.url, pipeline.settings.export_uri)
     return AssetCheckResult(

@@ -1,7 +1,5 @@
 """The factory for raw landing-table assets: one asset per source entity, loading partition `dt=D`."""
 
-from __future__ import annotations
-
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from referral_pipeline.entities import ENTITIES, Entity

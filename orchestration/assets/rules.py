@@ -1,8 +1,7 @@
-"""The program rules file, validated and written to the warehouse schema `rules` on every run."""
+"""The program rules file, validated and written to the warehouse schema `rules` on every run: one asset per
+rules table (the dbt sources `rules.*` depend on them)."""
 
-from __future__ import annotations
-
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, multi_asset
 
 from referral_pipeline.rules import load_rules, write_rules
 from referral_pipeline.warehouse import connect
@@ -10,27 +9,35 @@ from referral_pipeline.warehouse import connect
 from ..partitions import daily_partitions, single_run_backfill
 from ..resources import PipelineResource
 
+RULES_TABLES = ("program", "versions", "tiers", "free_mail_domains")
 
-@asset(
+
+@multi_asset(
     name="program_rules",
-    group_name="rules",
-    partitions_def=daily_partitions,
-    kinds={"python", "postgres"},
+    specs=[
+        AssetSpec(
+            AssetKey(["rules", t]),
+            group_name="rules",
+            kinds={"python", "postgres"},
+            partitions_def=daily_partitions,
+            description=f"rules.{t}: from the program rules YAML (SPEC section 7), validated on load.",
+        )
+        for t in RULES_TABLES
+    ],
     backfill_policy=single_run_backfill,
-    description="The program rules YAML (SPEC section 7), validated and loaded into rules.* for dbt.",
 )
-def program_rules(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
+def program_rules(context: AssetExecutionContext, pipeline: PipelineResource):
     rules = load_rules(pipeline.settings.rules_file)
     with connect(pipeline.url) as conn:
         write_rules(conn, rules)
-    context.log.info(f"rules {rules.source_file}: {len(rules.versions)} version(s), sha256 {rules.sha256[:12]}")
-    return MaterializeResult(
-        metadata={
-            "rules_file": rules.source_file,
-            "rules_sha256": rules.sha256,
-            "versions": ", ".join(v.version_id for v in rules.versions),
-        }
+    context.log.info(
+        f"rules {rules.source_file}: {len(rules.versions)} version(s), sha256 {rules.sha256[:12]}"
     )
+    for t in RULES_TABLES:
+        yield MaterializeResult(
+            asset_key=AssetKey(["rules", t]),
+            metadata={"rules_file": rules.source_file, "rules_sha256": rules.sha256},
+        )
 
 
 assets = [program_rules]
