@@ -53,7 +53,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .generate import generate
 
     summary = generate(Path(args.out), args.start, args.days, scale=args.scale, seed=args.seed)
-    print(f"wrote sample exports to {args.out}: {summary}")
+    rows = ", ".join(f"{k} {v}" for k, v in summary["rows"].items())
+    print(
+        f"wrote {summary['files']} files to {args.out} ({args.days} days from {args.start}): {rows}; "
+        f"{summary['dirty_rows']} rows that loading will reject"
+    )
     return 0
 
 

@@ -86,7 +86,7 @@ ARCHETYPES = {
     0: ("consultant", "USD", 1.5),  # never had a tax form on file
 }
 EXTRA_COLUMN = ("exported_by", "crm-sync")
-SPAM_IPS_PER_BURST = 25
+SPAM_BURST = 25
 
 
 @dataclass(eq=False)
@@ -531,7 +531,7 @@ class _Generator:
     def ip(self) -> str:
         return ".".join(str(self.rng.randint(1, 254)) for _ in range(4))
 
-    def activity(self, email: str, t: datetime, code: str | None = None) -> None:
+    def activity(self, email: str, t: datetime, code: str | None = None, style: str = "") -> None:
         """A marketing activity; with `code`, one that carries a partner code (SPEC section 6)."""
         page = self.rng.choice(("pricing", "demo", "webinar", "blog/partners", ""))
         utm = {"utm_source": None, "utm_medium": None, "utm_campaign": None, "utm_content": None}
@@ -552,10 +552,10 @@ class _Generator:
                 utm["utm_content"] = "ad-variant-b"
             url = f"https://www.example.com/{page}" + (f"?utm_source={source}" if source else "")
         else:
-            r = self.rng.random()
-            if r < 0.45:
+            style = style or self.rng.choices(("ref", "repeated", "utm"), (45, 15, 40))[0]
+            if style == "ref":
                 url = f"https://www.example.com/{page}?ref={code}"
-            elif r < 0.6:  # a repeated parameter: the first value counts
+            elif style == "repeated":  # a repeated parameter: the first value counts
                 url = f"https://www.example.com/demo?lang=en&ref={code}&ref=other"
                 utm.update(utm_source="partner", utm_medium="cpc")
             else:
@@ -666,9 +666,9 @@ class _Generator:
         for block in range(f):
             # Click spam: 25 clicks from one ip on one link within an hour (spam), and exactly 20 plus a
             # re-delivered duplicate (not spam once the duplicate is dropped).
-            for size, frac in ((SPAM_IPS_PER_BURST, 0.2), (20, 0.6)):
+            for size, frac in ((SPAM_BURST, 0.2), (20, 0.6)):
                 p = self.pick_partner()
-                t, ip = self.at(min(0.99, frac + rng.random() * 0.2), rng.randint(0, 22)), self.ip()
+                t, ip = self.at(min(0.99, frac + rng.random() * 0.2), rng.randint(0, 21)), self.ip()
                 link = self.pick_link(p, t)
                 rows = [
                     self.click(
@@ -678,9 +678,12 @@ class _Generator:
                 ]
                 if size == 20 and rows[5] is not None:
                     self.duplicate(rows[5], same_partition=True)
-            # Unknown partner codes in marketing activities.
-            email = rng.choice(journeys).contacts[0].email
-            self.activity(email, self.in_window(), f"zz{block:02d}nope")
+            # Partner codes in marketing activities: each way of carrying one, and an unknown code.
+            for style in ("ref", "repeated", "utm"):
+                acct = rng.choice(journeys)
+                t = self.in_window(0, 0.8)
+                self.activity(acct.contacts[0].email, t, self.pick_link(self.pick_partner(), t).code, style)
+            self.activity(rng.choice(journeys).contacts[0].email, self.in_window(), f"zz{block:02d}nope")
             # Self-referrals: a partner's own domain and a free-mail partner's own email.
             p = self.partner_list[8 * block]  # archetype 1, with a company domain
             self.referral(p, f"buyer{block}@{p.domain}", p.domain, self.in_window(0, 0.5), "accepted")
