@@ -1,0 +1,31 @@
+-- Credits (SPEC section 6): one row per deal, partner on the path and model (first_touch, last_touch, linear,
+-- time_decay, position_based). A partner's credit is the sum of its touches' weights (0 included);
+-- touch_count is the number of the partner's touches on the path.
+with weights as (
+    select * from {{ ref('int_attribution__touch_weights') }}
+),
+
+per_partner as (
+    select
+        deal_id,
+        partner_id,
+        count(*)::integer as touch_count,
+        sum(first_touch) as first_touch,
+        sum(last_touch) as last_touch,
+        sum(linear) as linear,
+        sum(time_decay) as time_decay,
+        sum(position_based) as position_based
+    from weights
+    group by deal_id, partner_id
+)
+
+select p.deal_id, p.partner_id, m.model, trim_scale(m.credit) as credit, p.touch_count
+from per_partner as p
+cross join lateral (
+    values
+        ('first_touch', p.first_touch),
+        ('last_touch', p.last_touch),
+        ('linear', p.linear),
+        ('time_decay', p.time_decay),
+        ('position_based', p.position_based)
+) as m (model, credit)

@@ -1,0 +1,83 @@
+-- One row per referral (every status), with its touchpoint's account key and exclusion, its rank among the
+-- registrations of its account (first-to-register) and whether its lead is a quality lead (SPEC section 7).
+with referrals as (
+    select
+        r.referral_id,
+        r.partner_id,
+        r.contact_email,
+        r.company_domain,
+        r.status,
+        r.submitted_at,
+        r.accepted_at,
+        t.account_key,
+        t.exclusion_reason,
+        r.status = 'accepted' and t.touch_id is not null and t.exclusion_reason is null as is_registration
+    from {{ ref('stg_crm__referrals') }} as r
+    left join {{ ref('fct_touchpoints') }} as t
+        on t.touch_type = 'referral' and t.touch_id = 'ref:' || r.referral_id
+),
+
+ranked as (
+    -- Ranking over every accepted, not-excluded referral of the account key, with or without accepted_at
+    -- and whether or not its lead is a quality lead.
+    select
+        referrals.*,
+        case when is_registration then
+            row_number() over (
+                partition by account_key, is_registration order by submitted_at, referral_id
+            )
+        end as registration_rank
+    from referrals
+),
+
+quality as (
+    -- Parameters of the version in force at accepted_at; no accepted_at, no verdict yet.
+    select
+        r.referral_id,
+        v.rules_version as quality_rules_version,
+        c.employee_count as company_employee_count,
+        c.country as company_country,
+        exists (
+            select 1
+            from {{ ref('int_deals__enriched') }} as d
+            where d.account_key = r.account_key
+              and d.is_won
+              and d.closed_at < r.submitted_at
+        ) as is_existing_customer,
+        coalesce(
+            r.account_key like 'domain:%'
+            and c.employee_count >= v.quality_min_employee_count
+            and (
+                cardinality(v.quality_eligible_countries) = 0
+                or upper(c.country) = any(v.quality_eligible_countries)
+            ),
+            false
+        ) as meets_company_criteria
+    from ranked as r
+    inner join {{ ref('int_rewards__rule_versions') }} as v
+        on {{ rewards_in_force('v', 'r.accepted_at') }}
+    left join {{ ref('stg_crm__companies') }} as c
+        on r.account_key = 'domain:' || c.company_domain
+    where r.accepted_at is not null and r.account_key is not null
+)
+
+select
+    r.referral_id,
+    r.partner_id,
+    r.contact_email,
+    r.company_domain,
+    r.status,
+    r.submitted_at,
+    r.accepted_at,
+    r.account_key,
+    r.exclusion_reason,
+    r.is_registration,
+    r.registration_rank,
+    coalesce(r.registration_rank = 1, false) as is_first_to_register,
+    q.quality_rules_version,
+    q.company_employee_count,
+    q.company_country,
+    q.is_existing_customer,
+    q.meets_company_criteria and not q.is_existing_customer as is_quality_lead
+from ranked as r
+left join quality as q on q.referral_id = r.referral_id

@@ -1,0 +1,13 @@
+-- Touchpoints for analysts (SPEC sections 6 and 10): one row per touchpoint.
+select
+    touch_id,
+    touch_type,
+    partner_id,
+    account_key,
+    occurred_at,
+    exclusion_reason,
+    exclusion_reason is null as is_eligible,
+    source_id,
+    partner_code,
+    visitor_id
+from {{ ref('int_touchpoints__touchpoints') }}

@@ -1,0 +1,11 @@
+-- Free-mail domains of the rules file (SPEC section 5): one row per domain.
+with source as (
+    select * from {{ source('rules', 'free_mail_domains') }}
+),
+
+renamed as (
+    select domain
+    from source
+)
+
+select * from renamed
