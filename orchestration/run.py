@@ -29,12 +29,18 @@ def _instance() -> DagsterInstance:
     return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
 
 
+def _root_message(err) -> str:
+    """The innermost cause of a serialised Dagster error: the exception a human can act on."""
+    while err is not None and getattr(err, "cause", None) is not None:
+        err = err.cause
+    lines = (err.message if err else "").strip().splitlines()
+    return lines[-1] if lines else "unknown error"
+
+
 def _first_failure(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
-            err = event.step_failure_data.error
-            message = (err.message if err else "unknown error").strip().splitlines()
-            return f"step {event.step_key} failed: {message[-1] if message else 'unknown error'}"
+            return f"step {event.step_key} failed: {_root_message(event.step_failure_data.error)}"
     for event in result.all_events:
         if event.is_failure and event.message:
             return event.message.strip().splitlines()[0]

@@ -25,12 +25,16 @@ def dbt_vars(run_date: dt.date | None) -> str:
 
 
 def build_args(
-    run_date: dt.date | None, *, full_refresh: bool = False, select: str | None = None
+    run_date: dt.date | None, *, full_refresh: bool = False, select: str | None = None, unit_tests: bool = False
 ) -> list[str]:
-    """`dbt build` for a nightly run of `run_date` (None: no run date, e.g. a manual full rebuild)."""
+    """`dbt build` for a nightly run of `run_date` (None: no run date, e.g. a manual full rebuild).
+
+    dbt unit tests check the SQL, not the data: the test suite runs them (unit_tests=True); nightly runs skip them."""
     args = ["build", "--vars", dbt_vars(run_date)]
     if full_refresh:
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     return args

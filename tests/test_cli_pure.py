@@ -17,7 +17,9 @@ def test_build_args_pass_the_run_date_as_a_var():
     assert args[0] == "build"
     assert json.loads(args[args.index("--vars") + 1]) == {"run_date": "2025-02-01"}
     assert "--full-refresh" in build_args(None, full_refresh=True)
-    assert build_args(None, select="marts")[-2:] == ["--select", "marts"]
+    assert build_args(None, select="marts")[3:5] == ["--select", "marts"]
+    assert build_args(None)[-2:] == ["--exclude-resource-type", "unit_test"]
+    assert "unit_test" not in build_args(None, unit_tests=True)
 
 
 def test_dbt_env_comes_from_the_one_warehouse_url():

@@ -1,0 +1,262 @@
+"""Publishing recorded batches (data files first, manifest last), reconciling and showing them."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+
+import psycopg
+
+from .ledger import (
+    DEFAULT_INPUTS,
+    BatchResult,
+    Inputs,
+    PayoutError,
+    ensure_ledger_schema,
+    record_due_batches,
+)
+from .periods import format_ts
+from .render import DATA_FILES, MANIFEST, RenderedBatch, format_money, render_batch, sha256
+from .store import Store, open_store
+
+Log = Callable[[str], object]
+
+
+def batch_folder(period: str) -> str:
+    return f"period={period}"
+
+
+def _connect(url: str) -> psycopg.Connection:
+    conn = psycopg.connect(url)
+    conn.execute("set timezone = 'UTC'")
+    conn.commit()
+    ensure_ledger_schema(conn)
+    return conn
+
+
+def _result(conn: psycopg.Connection, batch_id: str) -> BatchResult:
+    row = conn.execute(
+        "select batch_id, period, cutoff, status, partner_count, line_count, review_count, deferred_count, "
+        "program_amount from payouts.batches where batch_id = %s",
+        (batch_id,),
+    ).fetchone()
+    return BatchResult(*row)
+
+
+def publish_batch(url: str, export_uri: str | Store, batch_id: str, *, log: Log = print) -> int:
+    """Render a recorded batch from the ledger and write its files (manifest last) where they are missing; then
+    mark it published. Also finishes a batch whose publishing crashed, with byte-identical files. Returns the
+    number of files written (0 when everything was already there)."""
+    store = open_store(export_uri)
+    with _connect(url) as conn:
+        rendered = render_batch(conn, batch_id)
+        written = _write(store, rendered, log)
+        conn.execute(
+            "update payouts.batches set status = 'published', published_at = now() "
+            "where batch_id = %s and status = 'recorded'",
+            (batch_id,),
+        )
+        conn.commit()
+    return written
+
+
+def _write(store: Store, rendered: RenderedBatch, log: Log) -> int:
+    folder = batch_folder(rendered.period)
+    written = 0
+    for name in (*DATA_FILES, MANIFEST):
+        if store.create(f"{folder}/{name}", rendered.files[name]):
+            written += 1
+    where = f"{store.uri.rstrip('/')}/{folder}/"
+    log(f"payouts: {rendered.batch_id} published at {where} ({written} files written)")
+    return written
+
+
+def publish_recorded_batches(url: str, export_uri: str | Store, *, log: Log = print) -> list[str]:
+    """Publish, oldest first, every batch recorded but not yet published. Returns their batch ids."""
+    with _connect(url) as conn:
+        pending = [
+            r[0]
+            for r in conn.execute(
+                "select batch_id from payouts.batches where status = 'recorded' order by period"
+            )
+        ]
+    for bid in pending:
+        publish_batch(url, export_uri, bid, log=log)
+    return pending
+
+
+def publish_due(
+    url: str,
+    run_date: dt.date,
+    export_uri: str | Store,
+    *,
+    code_version: str,
+    log: Log = print,
+    inputs: Inputs = DEFAULT_INPUTS,
+) -> list[BatchResult]:
+    """The payout step of the run for run_date: finish any batch left unpublished by a crash, record every due
+    period (SPEC 9), and publish them. Returns every batch this call published."""
+    published = publish_recorded_batches(url, export_uri, log=log)
+    record_due_batches(url, run_date, code_version=code_version, log=log, inputs=inputs)
+    published += publish_recorded_batches(url, export_uri, log=log)
+    with _connect(url) as conn:
+        return [_result(conn, bid) for bid in published]
+
+
+# --- checking -----------------------------------------------------------------------------------------------
+
+
+def _parse_csv(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def _sum(rows: list[dict[str, str]], column: str, where: str, problems: list[str]) -> Decimal:
+    total = Decimal(0)
+    for i, row in enumerate(rows, start=2):
+        try:
+            total += Decimal(row[column])
+        except (InvalidOperation, KeyError, TypeError):
+            problems.append(f"{where}: line {i}: {column} is not a decimal: {row.get(column)!r}")
+    return total
+
+
+def reconcile_batch(url: str, export_uri: str | Store, batch_id: str) -> list[str]:
+    """Problems with a published batch (empty when it reconciles): the manifest and its checksums, the sums of
+    payouts.csv and payout_lines.csv against the ledger, and the files against a fresh rendering of the ledger."""
+    store = open_store(export_uri)
+    problems: list[str] = []
+    with _connect(url) as conn:
+        try:
+            rendered = render_batch(conn, batch_id)
+        except PayoutError as exc:
+            return [str(exc)]
+        ledger_sum, ledger_lines = conn.execute(
+            "select coalesce(sum(amount), 0), count(*) from payouts.ledger_lines where batch_id = %s",
+            (batch_id,),
+        ).fetchone()
+        program_amount = conn.execute(
+            "select program_amount from payouts.batches where batch_id = %s", (batch_id,)
+        ).fetchone()[0]
+    folder = batch_folder(rendered.period)
+    where = f"{store.uri.rstrip('/')}/{folder}"
+    raw_manifest = store.read(f"{folder}/{MANIFEST}")
+    if raw_manifest is None:
+        return [f"{batch_id}: {where}/{MANIFEST} is missing: the batch is not published"]
+    try:
+        manifest = json.loads(raw_manifest)
+        listed = {f["name"]: f for f in manifest["files"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{batch_id}: {where}/{MANIFEST} is not a valid manifest ({exc})"]
+    if raw_manifest != rendered.files[MANIFEST]:
+        problems.append(f"{batch_id}: {where}/{MANIFEST} differs from the ledger's rendering")
+    files: dict[str, bytes] = {}
+    for name in DATA_FILES:
+        data = store.read(f"{folder}/{name}")
+        entry = listed.get(name)
+        if data is None:
+            problems.append(f"{batch_id}: {where}/{name} is missing")
+            continue
+        files[name] = data
+        if entry is None:
+            problems.append(f"{batch_id}: {name} is not listed in the manifest")
+        elif entry.get("sha256") != sha256(data) or entry.get("bytes") != len(data):
+            problems.append(f"{batch_id}: {where}/{name} does not match its manifest checksum")
+        if data != rendered.files[name]:
+            problems.append(f"{batch_id}: {where}/{name} differs from the ledger's rendering")
+    if "payouts.csv" in files and "payout_lines.csv" in files:
+        payouts = _parse_csv(files["payouts.csv"])
+        lines = _parse_csv(files["payout_lines.csv"])
+        payouts_sum = _sum(payouts, "amount", f"{where}/payouts.csv", problems)
+        lines_sum = _sum(lines, "amount", f"{where}/payout_lines.csv", problems)
+        if not payouts_sum == lines_sum == ledger_sum == program_amount:
+            problems.append(
+                f"{batch_id}: totals differ: payouts.csv {payouts_sum}, payout_lines.csv {lines_sum}, "
+                f"ledger lines {ledger_sum}, batch {program_amount}"
+            )
+        counted = sum(int(p["line_count"]) for p in payouts)
+        if not len(lines) == counted == ledger_lines:
+            problems.append(
+                f"{batch_id}: line counts differ: payout_lines.csv {len(lines)}, payouts.csv {counted}, "
+                f"ledger {ledger_lines}"
+            )
+    return problems
+
+
+def verify_published(url: str, export_uri: str | Store) -> list[str]:
+    """reconcile_batch for every published batch."""
+    store = open_store(export_uri)
+    with _connect(url) as conn:
+        published = [
+            r[0]
+            for r in conn.execute(
+                "select batch_id from payouts.batches where status = 'published' order by period"
+            )
+        ]
+    return [p for bid in published for p in reconcile_batch(url, store, bid)]
+
+
+def show_batch(url: str, export_uri: str | Store, period: str) -> tuple[str, bool]:
+    """A finance summary of the batch of a period, from the ledger, and the verification of its published files.
+    Returns (text, ok): ok is False when the batch is missing, unpublished, or does not verify."""
+    store = open_store(export_uri)
+    with _connect(url) as conn:
+        batch = conn.execute(
+            "select batch_id, cutoff, created_at, status, rules_version, code_version, program_currency, "
+            "program_amount, line_count, partner_count, review_count, deferred_count, minimum_payout "
+            "from payouts.batches where period = %s",
+            (period,),
+        ).fetchone()
+        if batch is None:
+            return f"no payout batch is recorded for period {period}", False
+        (
+            bid,
+            cut,
+            created,
+            status,
+            version,
+            code,
+            currency,
+            amount,
+            lines,
+            partners,
+            held,
+            deferred,
+            minimum,
+        ) = batch
+        by_currency = conn.execute(
+            "select payout_currency, sum(payout_amount), count(*) from payouts.partner_payouts where batch_id = %s "
+            "group by 1 order by 1",
+            (bid,),
+        ).fetchall()
+        held_sum = conn.execute(
+            "select coalesce(sum(amount), 0) from payouts.review_lines where batch_id = %s", (bid,)
+        ).fetchone()[0]
+        deferred_sum = conn.execute(
+            "select coalesce(sum(balance), 0) from payouts.deferred_partners where batch_id = %s", (bid,)
+        ).fetchone()[0]
+    out = [
+        f"batch {bid} (period {period}, cutoff {format_ts(cut)})",
+        f"  recorded {format_ts(created)} with rules {version}, code {code}; status {status}",
+        f"  paid: {partners} partners, {lines} lines, {format_money(amount)} {currency}",
+    ]
+    out += [f"    {c}: {format_money(total)} to {n} partners" for c, total, n in by_currency]
+    out += [
+        f"  held for review: {held} lines, {format_money(held_sum)} {currency}",
+        f"  deferred below the minimum of {minimum} {currency}: {deferred} partners, balance {format_money(deferred_sum)}",
+    ]
+    if status != "published":
+        out.append(f"  NOT PUBLISHED: no manifest yet at {store.uri.rstrip('/')}/{batch_folder(period)}/")
+        return "\n".join(out), False
+    problems = reconcile_batch(url, store, bid)
+    if problems:
+        out.append("  verification FAILED:")
+        out += [f"    - {p}" for p in problems]
+    else:
+        out.append(
+            f"  verified: files at {store.uri.rstrip('/')}/{batch_folder(period)}/ match the manifest and ledger"
+        )
+    return "\n".join(out), not problems
