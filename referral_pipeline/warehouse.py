@@ -109,6 +109,9 @@ def ensure_schema(url: str) -> None:
         try:
             with conn.transaction():
                 conn.execute(all_ddl())
+            from payout_exports import ensure_ledger_schema
+
+            ensure_ledger_schema(conn)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
