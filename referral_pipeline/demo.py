@@ -113,11 +113,29 @@ def summary(url: str) -> str:
         ).fetchall():
             n = conn.execute(f'select count(*) from marts."{table}"').fetchone()[0]
             lines.append(f"  marts.{table:<34} {n:>8}")
-        lines.append("published payout batches:")
-        try:
-            import payout_exports
-
-            lines += [f"  {line}" for line in payout_exports.batch_totals(conn)] or ["  (none yet)"]
-        except (ImportError, AttributeError, psycopg.Error) as exc:
-            lines.append(f"  (unavailable: {exc})")
+        lines.append("payout batches (period: partners, lines, total in program currency, by payout currency; held, deferred):")
+        lines += batch_lines(conn) or ["  (none yet: a batch is published once its month has ended)"]
     return "\n".join(lines)
+
+
+def batch_lines(conn: psycopg.Connection) -> list[str]:
+    """One line per recorded payout batch, from the ledger."""
+    rows = conn.execute(
+        """
+        select b.period, b.status, b.partner_count, b.line_count, b.program_amount, b.program_currency,
+               b.review_count, b.deferred_count,
+               coalesce(string_agg(p.payout_currency || ' ' || p.total, ', ' order by p.payout_currency), '-')
+        from payouts.batches b
+        left join (
+            select batch_id, payout_currency, sum(payout_amount) as total
+            from payouts.partner_payouts group by 1, 2
+        ) p using (batch_id)
+        group by 1, 2, 3, 4, 5, 6, 7, 8
+        order by 1
+        """
+    ).fetchall()
+    return [
+        f"  {period} [{status}]: {partners} partners, {lines} lines, {amount:.2f} {cur} ({by_cur}); "
+        f"{held} held, {deferred} deferred"
+        for period, status, partners, lines, amount, cur, held, deferred, by_cur in rows
+    ]
