@@ -29,11 +29,11 @@ def test_nightly_job_covers_every_source_entity_dbt_and_payouts():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     for e in ENTITIES:
         assert e.asset_name in keys
-    assert {"rules/versions", "stg_crm__deals", "payout_ledger", "payout_files"} <= keys
+    assert {"rules/versions", "staging/stg_crm__deals", "payout_ledger", "payout_files"} <= keys
 
     job = defs.resolve_job_def("nightly")
     job_keys = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
-    assert {e.asset_name for e in ENTITIES} | {"rules/versions", "stg_crm__deals", "payout_files"} <= job_keys
+    assert {e.asset_name for e in ENTITIES} | {"rules/versions", "staging/stg_crm__deals", "payout_files"} <= job_keys
     assert job.partitions_def is not None and job.partitions_def.get_first_partition_key() == "2020-01-01"
 
 
@@ -42,7 +42,7 @@ def test_raw_tables_are_the_dbt_sources_upstreams():
 
     graph = defs.resolve_asset_graph()
     for e in ENTITIES:
-        staging = AssetKey(f"stg_{e.source}__{e.name}")
+        staging = AssetKey(["staging", f"stg_{e.source}__{e.name}"])
         assert AssetKey(e.asset_name) in graph.get(staging).parent_keys, staging
 
 
@@ -62,3 +62,4 @@ def test_payout_publishing_is_blocked_by_reconciliation_checks():
     checks = {k.name: k for k in graph.asset_check_keys}
     assert "payout_ledger_reconciles" in checks
     assert AssetKey("payout_ledger") in graph.get(AssetKey("payout_files")).parent_keys
+    assert AssetKey(["marts", "fct_reward_events"]) in graph.get(AssetKey("payout_ledger")).parent_keys

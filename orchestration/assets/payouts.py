@@ -19,7 +19,12 @@ from referral_pipeline import __version__
 from ..partitions import daily_partitions, run_date, single_run_backfill
 from ..resources import PipelineResource
 
-UPSTREAM = [AssetKey("fct_reward_events"), AssetKey("stg_crm__partners"), AssetKey("stg_finance__fx_rates")]
+# dbt asset keys are [schema, model].
+UPSTREAM = [
+    AssetKey(["marts", "fct_reward_events"]),
+    AssetKey(["staging", "stg_crm__partners"]),
+    AssetKey(["staging", "stg_finance__fx_rates"]),
+]
 
 
 @asset(
