@@ -3,9 +3,11 @@ launches the very same job through the Dagster daemon)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 
@@ -47,8 +49,12 @@ def _first_failure(result) -> str:
     return "the run failed; see the log above"
 
 
-def run_nightly(start: dt.date, end: dt.date | None = None, *, log_level: str = "INFO") -> RunSummary:
-    """Run the nightly job for one day, or for a range of days as one backfill run."""
+def run_nightly(
+    start: dt.date, end: dt.date | None = None, *, log_level: str = "INFO", output_log: Path | None = None
+) -> RunSummary:
+    """Run the nightly job for one day, or for a range of days as one backfill run.
+
+    With `output_log`, what the run prints (dbt's log included) goes to that file instead of the terminal."""
     from .definitions import defs
 
     end = end or start
@@ -65,7 +71,12 @@ def run_nightly(start: dt.date, end: dt.date | None = None, *, log_level: str = 
         kwargs["partition_key"] = start.isoformat()
     else:
         kwargs["tags"] = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
-    result = job.execute_in_process(instance=_instance(), raise_on_error=False, **kwargs)
+    if output_log is None:
+        result = job.execute_in_process(instance=_instance(), raise_on_error=False, **kwargs)
+    else:
+        output_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(output_log, "a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+            result = job.execute_in_process(instance=_instance(), raise_on_error=False, **kwargs)
     if not result.success or result.dagster_run.status != DagsterRunStatus.SUCCESS:
         raise RunFailed(_first_failure(result))
     return RunSummary(run_id=result.run_id, start=start, end=end)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import sys
 import time
 from dataclasses import replace
 
@@ -55,6 +56,8 @@ def run_demo(*, days: int = 60, scale: str = "small", seed: int = 7) -> int:
     shutil.rmtree(demo_dir, ignore_errors=True)
     landing, exports, home = demo_dir / "landing", demo_dir / "exports", demo_dir / "dagster_home"
     home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("# Dagster instance of the demo: runs are stored in this folder.\n")
+    run_log = demo_dir / "runs.log"
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     start = end - dt.timedelta(days=days - 1)
 
@@ -78,7 +81,11 @@ def run_demo(*, days: int = 60, scale: str = "small", seed: int = 7) -> int:
     for i, (lo, hi) in enumerate(ranges, 1):
         t = time.monotonic()
         print(f"      run {i}/{len(ranges)}: {lo} .. {hi}", flush=True)
-        run_nightly(lo, hi, log_level="WARNING")
+        try:
+            run_nightly(lo, hi, log_level="WARNING", output_log=run_log)
+        except Exception as exc:
+            print(f"error: demo run {lo}..{hi} failed: {exc}\nthe run's log is {run_log}", file=sys.stderr)
+            return 1
         print(f"      run {i}/{len(ranges)} done in {time.monotonic() - t:.0f}s", flush=True)
 
     print("[4/4] summary", flush=True)
@@ -86,6 +93,7 @@ def run_demo(*, days: int = 60, scale: str = "small", seed: int = 7) -> int:
     print(f"\nwarehouse:  {psql_command(url)}")
     print(f"landing:    {landing}")
     print(f"payouts:    {exports}")
+    print(f"run log:    {run_log}")
     print(
         "dagster UI: "
         f"DAGSTER_HOME={home} REFERRAL_WAREHOUSE_URL='{url}' REFERRAL_LANDING_URI={landing} "
@@ -113,7 +121,9 @@ def summary(url: str) -> str:
         ).fetchall():
             n = conn.execute(f'select count(*) from marts."{table}"').fetchone()[0]
             lines.append(f"  marts.{table:<34} {n:>8}")
-        lines.append("payout batches (period: partners, lines, total in program currency, by payout currency; held, deferred):")
+        lines.append(
+            "payout batches (period: partners, lines, total in program currency, by payout currency; held, deferred):"
+        )
         lines += batch_lines(conn) or ["  (none yet: a batch is published once its month has ended)"]
     return "\n".join(lines)
 
