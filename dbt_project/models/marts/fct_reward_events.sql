@@ -1,32 +1,140 @@
--- One row per reward event earned by the current data (SPEC section 7). Amounts are rounded once, to 2
--- places, half away from zero (PostgreSQL round(numeric, 2)); events of 0.00 are kept. Approvals, disputes
--- and holds are applied by the payout ledger, not here.
+{{ config(materialized='view') }}
+-- One row per reward event earned by the current data (SPEC section 7), with its payout status as of the
+-- published ledger (SPEC section 9). Amounts are rounded once, to 2 places, half away from zero (PostgreSQL
+-- round(numeric, 2)); events of 0.00 are kept. Approvals, disputes and holds are decided by the payout step;
+-- this view only reports what the latest published batch decided.
+--
+-- A view, so that the status follows the ledger, which the payout step writes after dbt. The payout step
+-- itself reads this view (its original columns only): the ledger joins add no rows, and the planner drops them
+-- when their columns are not selected (each joined relation is unique on its join key).
+with events as (
+    select
+        e.event_id,
+        e.event_type,
+        e.partner_id,
+        e.deal_id,
+        e.referral_id,
+        round(
+            case e.event_type
+                when 'referral_bonus' then t.referral_bonus
+                when 'qualified_bonus' then t.qualified_bonus * e.payout_credit
+                -- least() ignores a null cap: no cap.
+                when 'commission' then least(e.commission_cap_per_deal, e.commission_base * t.commission_rate * e.payout_credit)
+            end,
+            2
+        ) as amount,
+        e.earned_at,
+        {{ rewards_add_days('e.earned_at', 'e.hold_days') }} as payable_at,
+        t.tier_name as tier,
+        e.rules_version,
+        e.payout_credit,
+        e.commission_base,
+        t.commission_rate,
+        t.trailing_revenue,
+        e.commission_cap_per_deal
+    from {{ ref('int_rewards__event_candidates') }} as e
+    inner join {{ ref('int_tiers__partner_months') }} as t
+        on t.partner_id = e.partner_id
+        and t.tier_month = e.tier_month
+        and t.rules_version = e.rules_version
+),
+
+published as (
+    select batch_id, period, cutoff
+    from {{ source('payouts', 'batches') }}
+    where status = 'published'
+),
+
+-- The latest published batch: the ledger's "as of" for every status (at most one row).
+latest_batch as (
+    select batch_id, cutoff
+    from published
+    order by period desc
+    limit 1
+),
+
+-- Per event: the sum of its lines in every published batch (one row per event_id).
+paid as (
+    select l.event_id, sum(l.amount) as paid_to_date
+    from {{ source('payouts', 'ledger_lines') }} as l
+    inner join published as b
+        on b.batch_id = l.batch_id
+    group by l.event_id
+),
+
+-- Per event: its line in the review queue of the latest batch. (batch_id, event_id) is the key of review_lines;
+-- the group by states it, so that a query that does not select the ledger columns skips this join.
+held as (
+    select r.event_id, min(r.reasons) as reasons
+    from {{ source('payouts', 'review_lines') }} as r
+    inner join latest_batch as lb
+        on lb.batch_id = r.batch_id
+    group by r.event_id
+),
+
+-- Partners deferred below the minimum payout in the latest batch (distinct, for the same reason).
+deferred as (
+    select distinct d.partner_id
+    from {{ source('payouts', 'deferred_partners') }} as d
+    inner join latest_batch as lb
+        on lb.batch_id = d.batch_id
+),
+
+-- Set-based left joins (hash joins at any size), each adding at most one row per event.
+ledger as (
+    select
+        e.*,
+        coalesce(p.paid_to_date, 0) as paid_to_date,
+        h.reasons as held_reasons,
+        d.partner_id is not null as partner_deferred,
+        lb.batch_id as latest_published_batch_id,
+        lb.cutoff as latest_cutoff
+    from events as e
+    left join latest_batch as lb
+        on true
+    left join paid as p
+        on p.event_id = e.event_id
+    left join held as h
+        on h.event_id = e.event_id
+    left join deferred as d
+        on d.partner_id = e.partner_id
+),
+
+-- The latest published batch "considered" the event: payable by its cutoff, or paid before (SPEC 9), or held
+-- by it.
+statuses as (
+    select
+        *,
+        coalesce(payable_at <= latest_cutoff or paid_to_date <> 0 or held_reasons is not null, false) as considered
+    from ledger
+)
+
 select
-    e.event_id,
-    e.event_type,
-    e.partner_id,
-    e.deal_id,
-    e.referral_id,
-    round(
-        case e.event_type
-            when 'referral_bonus' then t.referral_bonus
-            when 'qualified_bonus' then t.qualified_bonus * e.payout_credit
-            -- least() ignores a null cap: no cap.
-            when 'commission' then least(e.commission_cap_per_deal, e.commission_base * t.commission_rate * e.payout_credit)
-        end,
-        2
-    ) as amount,
-    e.earned_at,
-    {{ rewards_add_days('e.earned_at', 'e.hold_days') }} as payable_at,
-    t.tier_name as tier,
-    e.rules_version,
-    e.payout_credit,
-    e.commission_base,
-    t.commission_rate,
-    t.trailing_revenue,
-    e.commission_cap_per_deal
-from {{ ref('int_rewards__event_candidates') }} as e
-inner join {{ ref('int_tiers__partner_months') }} as t
-    on t.partner_id = e.partner_id
-    and t.tier_month = e.tier_month
-    and t.rules_version = e.rules_version
+    event_id,
+    event_type,
+    partner_id,
+    deal_id,
+    referral_id,
+    amount,
+    earned_at,
+    payable_at,
+    tier,
+    rules_version,
+    payout_credit,
+    commission_base,
+    commission_rate,
+    trailing_revenue,
+    commission_cap_per_deal,
+    paid_to_date,
+    -- The statuses are exclusive and tried in this order (documented in fct_reward_events.yml).
+    case
+        when held_reasons is not null then 'held'
+        when not considered then 'in_hold'
+        when partner_deferred and paid_to_date <> amount then 'deferred'
+        when paid_to_date = amount then 'paid'
+        when paid_to_date <> 0 then 'partly_paid'
+        else 'payable'
+    end as status,
+    held_reasons as hold_reasons,
+    case when considered then latest_published_batch_id end as latest_batch_id
+from statuses
