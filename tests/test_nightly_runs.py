@@ -127,7 +127,13 @@ def test_run_refuses_a_day_that_has_not_ended(capsys):
     assert "not a complete day yet" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content,needle", [("versions: []\n", "versions"), ("program_currency: USD\n", "free_mail_domains")])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("program_currency: USD\nfree_mail_domains: [gmail.com]\nversions: []\n", "versions"),
+        ("program_currency: USD\n", "free_mail_domains"),
+    ],
+)
 def test_a_bad_rules_file_fails_the_run_naming_the_field(golden_dir, new_database, tmp_path, content, needle):
     rules = tmp_path / "rules.yml"
     rules.write_text(content)
