@@ -25,7 +25,11 @@ def dbt_vars(run_date: dt.date | None) -> str:
 
 
 def build_args(
-    run_date: dt.date | None, *, full_refresh: bool = False, select: str | None = None, unit_tests: bool = False
+    run_date: dt.date | None,
+    *,
+    full_refresh: bool = False,
+    select: str | None = None,
+    unit_tests: bool = False,
 ) -> list[str]:
     """`dbt build` for a nightly run of `run_date` (None: no run date, e.g. a manual full rebuild).
 

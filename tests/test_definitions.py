@@ -33,7 +33,11 @@ def test_nightly_job_covers_every_source_entity_dbt_and_payouts():
 
     job = defs.resolve_job_def("nightly")
     job_keys = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
-    assert {e.asset_name for e in ENTITIES} | {"rules/versions", "staging/stg_crm__deals", "payout_files"} <= job_keys
+    assert {e.asset_name for e in ENTITIES} | {
+        "rules/versions",
+        "staging/stg_crm__deals",
+        "payout_files",
+    } <= job_keys
     assert job.partitions_def is not None and job.partitions_def.get_first_partition_key() == "2020-01-01"
 
 

@@ -16,7 +16,15 @@ import psycopg
 import pytest
 
 START, END = dt.date(2025, 1, 1), dt.date(2025, 1, 8)
-SKIP_COLUMNS = {"_loaded_at", "_load_batch_id", "loaded_at", "load_batch_id", "created_at", "started_at", "finished_at"}
+SKIP_COLUMNS = {
+    "_loaded_at",
+    "_load_batch_id",
+    "loaded_at",
+    "load_batch_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+}
 
 
 @contextmanager
@@ -116,7 +124,12 @@ def test_a_bad_file_fails_its_run_with_a_one_line_reason(golden_dir, new_databas
     # the other entities of that day loaded; the failed partition loaded nothing
     with psycopg.connect(url) as conn:
         assert conn.execute("select count(*) from raw.crm__deals").fetchone()[0] == 0
-        assert conn.execute("select count(*) from raw.links__clicks where _partition_date = '2025-01-04'").fetchone()[0] > 0
+        assert (
+            conn.execute(
+                "select count(*) from raw.links__clicks where _partition_date = '2025-01-04'"
+            ).fetchone()[0]
+            > 0
+        )
 
 
 def test_run_refuses_a_day_that_has_not_ended(capsys):
@@ -130,7 +143,10 @@ def test_run_refuses_a_day_that_has_not_ended(capsys):
 @pytest.mark.parametrize(
     "content,needle",
     [
-        ("program_currency: USD\nfree_mail_domains: [gmail.com]\nversions: []\n", "versions"),
+        (
+            "program_currency: USD\nfree_mail_domains: [gmail.com, yahoo.com, outlook.com, hotmail.com, icloud.com, aol.com, proton.me, gmx.com]\nversions: []\n",
+            "versions",
+        ),
         ("program_currency: USD\n", "free_mail_domains"),
     ],
 )
@@ -149,3 +165,28 @@ def test_a_bad_rules_file_fails_the_run_naming_the_field(golden_dir, new_databas
     proc = subprocess.run([cli, "run", "--date", "2025-01-02"], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     assert needle in proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_missing_fx_rate_stops_publishing_with_an_actionable_message(golden_dir, new_database, tmp_path):
+    landing = tmp_path / "landing"
+    shutil.copytree(golden_dir / "landing", landing)
+    shutil.rmtree(landing / "finance" / "fx_rates")
+    exports = tmp_path / "exports"
+    env = {
+        **os.environ,
+        "REFERRAL_WAREHOUSE_URL": new_database("nofx"),
+        "REFERRAL_LANDING_URI": str(landing),
+        "REFERRAL_EXPORT_URI": str(exports),
+        "REFERRAL_RULES_FILE": str(golden_dir / "program_rules.yml"),
+    }
+    cli = str(Path(sys.executable).with_name("referral-pipeline"))
+    proc = subprocess.run(
+        [cli, "backfill", "--start", "2025-01-01", "--end", "2025-02-01"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "no fx rate for EUR on or before" in last and "load finance/fx_rates" in last, last
+    assert not exports.exists() or not any(exports.rglob("manifest.json"))

@@ -4,7 +4,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext
+import psycopg
+from dagster import AssetExecutionContext, Failure
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from referral_pipeline.dbt_cli import build_args, dbt_env
@@ -43,7 +44,40 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: Pi
     url = pipeline.url
     os.environ.update(dbt_env(url))
     with advisory_lock(url, DBT_LOCK):
-        yield from dbt.cli(build_args(run_date(context)), context=context).stream()
+        invocation = dbt.cli(build_args(run_date(context)), context=context, raise_on_error=False)
+        yield from invocation.stream()
+    if not invocation.is_successful():
+        raise Failure(description=dbt_failure_summary(invocation.get_artifact("run_results.json"), url))
+
+
+def dbt_failure_summary(run_results: Mapping[str, Any], url: str) -> str:
+    """One line naming what failed in a dbt build, with the stored failing rows' `message` when a test keeps
+    one (e.g. a missing fx rate: what to load). Nothing downstream of a failure is built or published."""
+    parts = []
+    for r in run_results.get("results", []):
+        if r.get("status") not in ("error", "fail", "runtime error"):
+            continue
+        name = r.get("unique_id", "?.?.?").split(".")[2]
+        detail = (r.get("message") or "").strip().splitlines()
+        messages = _stored_messages(url, r.get("relation_name"))
+        parts.append(
+            f"{name}: {'; '.join(messages) if messages else (detail[0] if detail else r.get('status'))}"
+        )
+    if not parts:
+        return "dbt build failed; see the dbt log above"
+    return "dbt build failed, nothing downstream was built or published: " + " | ".join(parts)
+
+
+def _stored_messages(url: str, relation: str | None, limit: int = 3) -> list[str]:
+    if not relation:
+        return []
+    try:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(f"select message from {relation} order by 1 limit {limit + 1}").fetchall()
+    except psycopg.Error:
+        return []
+    out = [str(m) for (m,) in rows[:limit]]
+    return out + ["..."] if len(rows) > limit else out
 
 
 assets = [dbt_models]

@@ -1,6 +1,8 @@
 -- Credits (SPEC section 6): one row per deal, partner on the path and model (first_touch, last_touch, linear,
 -- time_decay, position_based). A partner's credit is the sum of its touches' weights (0 included);
--- touch_count is the number of the partner's touches on the path.
+-- touch_count is the number of the partner's touches on the path. linear and time_decay credits divide once
+-- (the partner's share of the touches / of the raw decay weight), so a partner holding every touch gets
+-- exactly 1 rather than a sum of rounded quotients.
 with weights as (
     select * from {{ ref('int_attribution__touch_weights') }}
 ),
@@ -12,8 +14,8 @@ per_partner as (
         count(*)::integer as touch_count,
         sum(first_touch) as first_touch,
         sum(last_touch) as last_touch,
-        sum(linear) as linear,
-        sum(time_decay) as time_decay,
+        {{ attr_precise('count(*)') }} / max(path_length) as linear,
+        sum(time_decay_raw) / max(time_decay_raw_total) as time_decay,
         sum(position_based) as position_based
     from weights
     group by deal_id, partner_id

@@ -28,6 +28,8 @@ select
     case when path_position = path_length then 1 else 0 end::numeric as last_touch,
     trim_scale({{ attr_precise(1) }} / path_length) as linear,
     trim_scale(time_decay_raw / sum(time_decay_raw) over (partition by deal_id)) as time_decay,
+    time_decay_raw,
+    sum(time_decay_raw) over (partition by deal_id) as time_decay_raw_total,
     trim_scale(case
         when path_length = 1 then 1
         when path_length = 2 then 0.5

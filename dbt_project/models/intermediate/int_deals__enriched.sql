@@ -1,4 +1,3 @@
-{{ config(pre_hook="set jit = off") }}
 
 -- One row per deal (latest version, deleted ones included) with what attribution and rewards need: the
 -- program's "won" (SPEC 7), the account key (SPEC 5), the rules version in force at created_at, the fx rate
