@@ -143,3 +143,68 @@ def test_batch_control_totals(golden_run):
         assert totals["partner_count"] == int(row["partner_count"])
         assert totals["line_count"] == int(row["line_count"])
         assert Decimal(str(totals["program_amount"])) == Decimal(row["total_amount"])
+
+
+def test_payouts_show_summarises_and_verifies_a_batch(golden_run, capsys):
+    from referral_pipeline.cli import main
+
+    assert main(["payouts", "show", "--period", "2025-01"]) == 0
+    out = capsys.readouterr().out
+    assert "2025-01" in out and "4133.34" in out
+
+
+# Control commands against the golden warehouse (they run last: they append control rows).
+
+
+def test_approve_refuses_an_unknown_event_and_audits_a_known_one(golden_run, capsys):
+    from referral_pipeline.cli import main
+
+    assert main(["approve", "commission:D-99999:PTR-0001", "--by", "ann", "--reason", "checked"]) == 1
+    assert "unknown event" in capsys.readouterr().err
+    assert main(["approve", "referral_bonus:REF-00015", "--by", "ann", "--reason", "tax form received"]) == 0
+    with psycopg.connect(golden_run["url"]) as conn:
+        rows = conn.execute(
+            "select event_id, created_by, reason, created_at from controls.approvals"
+        ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("referral_bonus:REF-00015", "ann", "tax form received")]
+    assert rows[0][3] is not None
+
+
+def test_dispute_open_and_resolve_are_audited_and_checked(golden_run, capsys):
+    from referral_pipeline.cli import main
+
+    assert main(["dispute", "resolve", "--deal", "D-00005", "--by", "bo", "--reason", "x"]) == 1
+    assert "no open dispute" in capsys.readouterr().err
+    assert main(["dispute", "open", "--deal", "D-00005", "--by", "bo", "--reason", "partner claims"]) == 0
+    assert main(["dispute", "open", "--deal", "D-00005", "--by", "bo", "--reason", "again"]) == 1
+    assert "already open" in capsys.readouterr().err
+    assert main(["dispute", "open", "--referral", "REF-NOPE", "--by", "bo", "--reason", "x"]) == 1
+    assert "unknown referral" in capsys.readouterr().err
+    assert main(["dispute", "resolve", "--deal", "D-00005", "--by", "cy", "--reason", "settled"]) == 0
+    with psycopg.connect(golden_run["url"]) as conn:
+        rows = conn.execute(
+            "select subject_type, subject_id, action, created_by from controls.disputes order by dispute_action_id"
+        ).fetchall()
+    assert rows == [("deal", "D-00005", "open", "bo"), ("deal", "D-00005", "resolve", "cy")]
+
+
+def test_override_refuses_bad_credit_sets_and_writes_one_set(golden_run, capsys):
+    from referral_pipeline.cli import main
+
+    base = ["override", "D-00005", "--by", "dee", "--reason", "joint deal"]
+    assert main([*base, "--credit", "PTR-0001=0.5", "--credit", "PTR-0002=0.4"]) == 1
+    assert "sum to exactly 1" in capsys.readouterr().err
+    assert main([*base, "--credit", "PTR-0001=0.5", "--credit", "PTR-9999=0.5"]) == 1
+    assert "unknown partner" in capsys.readouterr().err
+    assert main(["override", "D-NOPE", "--credit", "PTR-0001=1", "--by", "dee", "--reason", "x"]) == 1
+    assert "unknown deal" in capsys.readouterr().err
+    assert main([*base, "--credit", "PTR-0001=0.7", "--credit", "PTR-0002=0.3"]) == 0
+    with psycopg.connect(golden_run["url"]) as conn:
+        rows = conn.execute(
+            "select override_set_id, deal_id, partner_id, credit from controls.attribution_overrides order by partner_id"
+        ).fetchall()
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        ("D-00005", "PTR-0001", Decimal("0.7")),
+        ("D-00005", "PTR-0002", Decimal("0.3")),
+    ]
+    assert rows[0][0] == rows[1][0]
