@@ -64,7 +64,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(days=args.days, scale=args.scale, seed=args.seed)
+    return run_demo(start=args.start, days=args.days, scale=args.scale, seed=args.seed)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
 
     d = sub.add_parser("demo", help="generate sample exports, run the nightly job over them, publish payouts")
+    d.add_argument("--start", type=_date, default=dt.date(2025, 1, 1), help="first day (default 2025-01-01)")
     d.add_argument("--days", type=int, default=60)
     d.add_argument("--scale", default="small", choices=["small", "medium", "large"])
     d.add_argument("--seed", type=int, default=7)

@@ -44,7 +44,10 @@ def _demo_warehouse(settings: Settings) -> str:
     return base.replace("/referral?", f"/{DEMO_DB}?")
 
 
-def run_demo(*, days: int = 60, scale: str = "small", seed: int = 7) -> int:
+DEMO_START = dt.date(2025, 1, 1)
+
+
+def run_demo(*, start: dt.date = DEMO_START, days: int = 60, scale: str = "small", seed: int = 7) -> int:
     from orchestration.run import run_nightly
 
     from .generate import generate
@@ -58,8 +61,7 @@ def run_demo(*, days: int = 60, scale: str = "small", seed: int = 7) -> int:
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("# Dagster instance of the demo: runs are stored in this folder.\n")
     run_log = demo_dir / "runs.log"
-    end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    start = end - dt.timedelta(days=days - 1)
+    end = start + dt.timedelta(days=days - 1)
 
     print(f"[1/4] starting the embedded warehouse (database {DEMO_DB})", flush=True)
     url = _demo_warehouse(base)

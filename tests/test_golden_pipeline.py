@@ -208,3 +208,14 @@ def test_override_refuses_bad_credit_sets_and_writes_one_set(golden_run, capsys)
         ("D-00005", "PTR-0002", Decimal("0.3")),
     ]
     assert rows[0][0] == rows[1][0]
+
+
+def test_dbt_docs_generate_works_through_the_cli(golden_run, tmp_path):
+    import json
+
+    from referral_pipeline.cli import main
+
+    assert main(["dbt", "--", "docs", "generate", "--target-path", str(tmp_path)]) == 0
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    assert "model.referral.fct_attribution" in catalog["nodes"]
+    assert (tmp_path / "index.html").exists()
