@@ -70,3 +70,38 @@ def assert_same_rows(
         + "; ".join(problems[:25])
         + (f" ... ({len(problems)} problems)" if len(problems) > 25 else "")
     )
+
+
+def load_days(url: str, landing, first: dt.date, last: dt.date, *, key: str = "test-key") -> None:
+    """Load every entity's partition of every day from `first` to `last`, in date order, like nightly runs."""
+    from referral_pipeline.entities import ENTITIES
+    from referral_pipeline.landing import load_partition
+
+    day = first
+    while day <= last:
+        for entity in ENTITIES:
+            load_partition(url, entity, day, str(landing), ip_hash_key=key, log=lambda _m: None)
+        day += dt.timedelta(days=1)
+
+
+def dbt_build(url: str, work, run_date: dt.date, *, unit_tests: bool = False):
+    """`dbt build` of the whole project as the nightly run does it, with private target and log folders.
+    Returns the completed process (check `returncode`; stdout holds dbt's log)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from referral_pipeline.config import DBT_PROJECT_DIR
+    from referral_pipeline.dbt_cli import build_args, dbt_env
+
+    env = {
+        **os.environ,
+        **dbt_env(url),
+        "DBT_TARGET_PATH": str(Path(work) / "dbt_target"),
+        "DBT_LOG_PATH": str(Path(work) / "dbt_logs"),
+    }
+    args = [*build_args(run_date, unit_tests=unit_tests), "--project-dir", str(DBT_PROJECT_DIR)]
+    args += ["--profiles-dir", str(DBT_PROJECT_DIR)]
+    dbt = Path(sys.executable).with_name("dbt")
+    return subprocess.run([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from referral_pipeline.config import DBT_PROJECT_DIR
-from referral_pipeline.dbt_cli import build_args, dbt_env
-from referral_pipeline.entities import ENTITIES
-from referral_pipeline.landing import load_partition
 from referral_pipeline.rules import parse_rules, write_rules
+
+from golden import dbt_build, load_days
 
 FIRST_DAY, LAST_DAY = dt.date(2025, 1, 1), dt.date(2025, 3, 1)
 COLUMNS = (
@@ -36,32 +31,13 @@ COLUMNS = (
 
 
 def _load_golden(url: str, golden_dir: Path, rules_text: str) -> None:
-    day = FIRST_DAY
-    while day <= LAST_DAY:
-        for entity in ENTITIES:
-            load_partition(
-                url, entity, day, str(golden_dir / "landing"), ip_hash_key="test-key", log=lambda _m: None
-            )
-        day += dt.timedelta(days=1)
+    load_days(url, golden_dir / "landing", FIRST_DAY, LAST_DAY)
     with psycopg.connect(url) as conn:
         write_rules(conn, parse_rules(rules_text, "program_rules.yml"))
 
 
 def _dbt_build(url: str, tmp_path: Path, run_date: dt.date) -> None:
-    env = {
-        **os.environ,
-        **dbt_env(url),
-        "DBT_TARGET_PATH": str(tmp_path / "dbt_target"),
-        "DBT_LOG_PATH": str(tmp_path / "dbt_logs"),
-    }
-    dbt = Path(sys.executable).with_name("dbt")
-    proc = subprocess.run(
-        [str(dbt), *build_args(run_date), "--profiles-dir", str(DBT_PROJECT_DIR)],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    proc = dbt_build(url, tmp_path, run_date)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 

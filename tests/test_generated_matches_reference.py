@@ -9,9 +9,7 @@ deal types part-way through), and one adds an attribution override (SPEC section
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,15 +17,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from referral_pipeline.config import DBT_PROJECT_DIR, DEFAULT_RULES_FILE
-from referral_pipeline.dbt_cli import dbt_env
+from referral_pipeline.config import DEFAULT_RULES_FILE
 from referral_pipeline.entities import ENTITIES
 from referral_pipeline.generate import generate
 from referral_pipeline.landing import load_partition
 from referral_pipeline.rules import ProgramRules, parse_rules, write_rules
 from referral_pipeline.warehouse import ensure_schema
 
-from golden import assert_same_rows, fmt, query_rows
+from golden import assert_same_rows, dbt_build, fmt, query_rows
 from reference_model import Reference, compute
 
 KEY = "generated-test-key"
@@ -144,20 +141,6 @@ class Built:
 
 def partition_days(landing: Path) -> list[dt.date]:
     return sorted({dt.date.fromisoformat(p.name[3:]) for p in landing.glob("*/*/dt=*") if p.is_dir()})
-
-
-def dbt_build(url: str, work: Path, run_date: dt.date) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        **dbt_env(url),
-        "DBT_TARGET_PATH": str(work / "target"),
-        "DBT_LOG_PATH": str(work / "logs"),
-    }
-    dbt = Path(sys.executable).with_name("dbt")
-    args = ["build", "--vars", f'{{"run_date": "{run_date.isoformat()}"}}']
-    args += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    args += ["--exclude-resource-type", "unit_test"]  # they test the SQL, not this data (run elsewhere)
-    return subprocess.run([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
 
 
 def build_warehouse(new_database, case: Case, landing: Path, work: Path, overrides=()) -> Built:

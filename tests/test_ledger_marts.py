@@ -6,9 +6,6 @@ payout step (nothing published, batch 2025-01 published, batch 2025-02 recorded,
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,14 +13,10 @@ import psycopg
 import pytest
 
 import payout_exports
-from referral_pipeline.config import DBT_PROJECT_DIR
-from referral_pipeline.dbt_cli import build_args, dbt_env
-from referral_pipeline.entities import ENTITIES
-from referral_pipeline.landing import load_partition
 from referral_pipeline.rules import load_rules, write_rules
 from referral_pipeline.warehouse import ensure_schema
 
-from golden import query_rows, read_csv
+from golden import dbt_build, load_days, query_rows, read_csv
 
 FIRST_DAY, RUN_DAY = dt.date(2025, 1, 1), dt.date(2025, 2, 1)
 JAN_CUTOFF = "2025-01-31T23:59:59.999999Z"
@@ -65,20 +58,7 @@ def _snapshot(url: str) -> dict[str, list[dict[str, str]]]:
 
 
 def _dbt_build(url: str, tmp: Path) -> None:
-    env = {
-        **os.environ,
-        **dbt_env(url),
-        "DBT_TARGET_PATH": str(tmp / "dbt_target"),
-        "DBT_LOG_PATH": str(tmp / "dbt_logs"),
-    }
-    dbt = Path(sys.executable).with_name("dbt")
-    proc = subprocess.run(
-        [str(dbt), *build_args(RUN_DAY), "--profiles-dir", str(DBT_PROJECT_DIR)],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    proc = dbt_build(url, tmp, RUN_DAY)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 
@@ -88,13 +68,7 @@ def pipeline(new_database, golden_dir, tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("ledger")
     url = new_database("ledger")
     ensure_schema(url)
-    day = FIRST_DAY
-    while day <= RUN_DAY:
-        for entity in ENTITIES:
-            load_partition(
-                url, entity, day, str(golden_dir / "landing"), ip_hash_key="test-key", log=lambda _m: None
-            )
-        day += dt.timedelta(days=1)
+    load_days(url, golden_dir / "landing", FIRST_DAY, RUN_DAY)
     with psycopg.connect(url) as conn:
         write_rules(conn, load_rules(golden_dir / "program_rules.yml"))
     _dbt_build(url, tmp)

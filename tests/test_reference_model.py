@@ -3,17 +3,15 @@ attribution credits and reward events (SPEC sections 4 to 7) from the loaded lan
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from referral_pipeline.entities import ENTITIES
-from referral_pipeline.landing import load_partition
 from referral_pipeline.rules import load_rules
 
-from golden import assert_same_rows, fmt, read_csv
+from golden import assert_same_rows, fmt, load_days, read_csv
 from reference_model import Reference, compute
 
 FIRST_DAY, LAST_DAY = date(2025, 1, 1), date(2025, 3, 1)
@@ -21,12 +19,7 @@ KEY = "golden-test-key"
 
 
 def load_landing(url: str, landing: Path, first: date, last: date) -> None:
-    """Load every partition day by day, like the nightly runs do."""
-    day = first
-    while day <= last:
-        for e in ENTITIES:
-            load_partition(url, e, day, str(landing), ip_hash_key=KEY, log=lambda _m: None)
-        day += timedelta(days=1)
+    load_days(url, landing, first, last, key=KEY)
 
 
 def as_text(rows: list[dict]) -> list[dict[str, str]]:
