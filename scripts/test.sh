@@ -19,5 +19,7 @@ if [ -z "$servers" ]; then
 fi
 for server in $servers; do
   echo "== pytest against ${server}"
-  REFERRAL_TEST_SERVER=$server python -m pytest -p no:cacheprovider "$@"
+  base=$(mktemp -d -t referral-pytest-XXXXXX)  # a private temp root: concurrent pytest sessions never prune it
+  REFERRAL_TEST_SERVER=$server python -m pytest -p no:cacheprovider --basetemp="$base" "$@"
+  rm -rf "$base"
 done

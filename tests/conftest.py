@@ -4,6 +4,8 @@ database per test, and a real HTTP S3 endpoint (moto's threaded server) on 127.0
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,7 +34,7 @@ def golden_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of a server on which tests may create databases. REFERRAL_TEST_SERVER: 'embedded' (default)
     starts a private pgserver for the session; any postgresql:// URL uses that server instead."""
     target = os.environ.get("REFERRAL_TEST_SERVER", "embedded")
@@ -43,9 +45,13 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        # Its own temporary folder, not pytest's tmp_path: pytest prunes old tmp_path folders of concurrent
+        # sessions, which would delete a running server's data under it.
+        folder = Path(tempfile.mkdtemp(prefix="referral-test-pg-"))
+        server = pgserver.get_server(folder / "data", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
