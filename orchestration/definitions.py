@@ -19,7 +19,7 @@ defs = Definitions(
         *payouts.assets,
     ],
     asset_checks=[*payouts.checks],
-    jobs=[nightly_job],
+    jobs=[nightly_job, payouts.payout_batch_job],
     schedules=[nightly_schedule],
     resources={
         "pipeline": PipelineResource(),

@@ -6,7 +6,8 @@ from .partitions import daily_partitions
 
 nightly_job = define_asset_job(
     name="nightly",
-    selection=AssetSelection.all(),
+    # Everything daily; the monthly `payout_batch` asset has its own job (payout_batch_job).
+    selection=AssetSelection.all() - AssetSelection.assets("payout_batch"),
     partitions_def=daily_partitions,
     description=(
         "Partition D: load dt=D of every source entity, load the program rules, build and test every dbt "

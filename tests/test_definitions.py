@@ -67,3 +67,16 @@ def test_payout_publishing_is_blocked_by_reconciliation_checks():
     assert "payout_ledger_reconciles" in checks
     assert AssetKey("payout_ledger") in graph.get(AssetKey("payout_files")).parent_keys
     assert AssetKey(["marts", "fct_reward_events"]) in graph.get(AssetKey("payout_ledger")).parent_keys
+
+
+def test_the_monthly_payout_batch_has_its_own_job():
+    import datetime as dt
+
+    from orchestration.definitions import defs
+
+    nightly = defs.resolve_job_def("nightly")
+    assert AssetKey("payout_files") in nightly.asset_layer.selected_asset_keys
+    assert AssetKey("payout_batch") not in nightly.asset_layer.selected_asset_keys
+    monthly = defs.resolve_job_def("payout_batch_job")
+    assert monthly.asset_layer.selected_asset_keys == {AssetKey("payout_batch")}
+    assert "2025-01-01" in monthly.partitions_def.get_partition_keys(current_time=dt.datetime(2025, 3, 1))

@@ -219,3 +219,18 @@ def test_dbt_docs_generate_works_through_the_cli(golden_run, tmp_path):
     catalog = json.loads((tmp_path / "catalog.json").read_text())
     assert "model.referral.fct_attribution" in catalog["nodes"]
     assert (tmp_path / "index.html").exists()
+
+
+def test_the_monthly_payout_batch_asset_verifies_a_published_month_and_writes_nothing(golden_run):
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import defs
+
+    before = {p: p.read_bytes() for p in golden_run["exports"].rglob("*") if p.is_file()}
+    result = defs.resolve_job_def("payout_batch_job").execute_in_process(
+        partition_key="2025-01-01", instance=DagsterInstance.ephemeral()
+    )
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("payout_batch")
+    assert materialization.metadata["files_written"].value == 0
+    assert {p: p.read_bytes() for p in golden_run["exports"].rglob("*") if p.is_file()} == before
