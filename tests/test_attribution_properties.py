@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from referral_pipeline.dbt_cli import dbt_env
@@ -255,8 +255,12 @@ def check_deal(
 # --- the property ----------------------------------------------------------------------------------------------
 
 
+# Each example costs two dbt runs: few examples of many deals, and no shrinking (a failure names its deal).
 @settings(
-    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=5,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(data=st.data())
 def test_attribution_models_properties(attribution_warehouse, data):
