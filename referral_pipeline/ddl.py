@@ -18,6 +18,9 @@ def raw_table_ddl(e: Entity) -> str:
 
 
 STATIC_DDL = """
+-- The incremental click model looks clicks up by id when an old partition is reloaded.
+create index if not exists links__clicks__click_id on raw.links__clicks (click_id);
+
 create table if not exists raw.rejected_rows (
   entity text not null,             -- e.g. crm/deals
   _partition_date date not null,

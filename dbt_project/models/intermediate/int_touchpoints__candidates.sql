@@ -10,7 +10,7 @@ codes as (
 ),
 
 clicks as (
-    select * from {{ ref('stg_links__clicks') }}
+    select * from {{ ref('int_touchpoints__clicks') }}
 ),
 
 links as (

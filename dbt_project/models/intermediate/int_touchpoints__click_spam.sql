@@ -2,7 +2,7 @@
 -- max_clicks_per_ip_per_day of the rules version in force on that date. Counted over all de-duplicated clicks
 -- with an ip, resolved or not; every click of such a group is excluded.
 with clicks as (
-    select * from {{ ref('stg_links__clicks') }}
+    select * from {{ ref('int_touchpoints__clicks') }}
 ),
 
 versions as (
