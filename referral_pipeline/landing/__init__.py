@@ -1,5 +1,6 @@
 """The landing-zone loader (SPEC section 4): source export files -> raw tables, one partition at a time."""
 
-from .loader import LandingError, LoadResult, load_partition
+from .loader import LoadResult, load_partition
+from .storage import LandingError, check_landing_root
 
-__all__ = ["LandingError", "LoadResult", "load_partition"]
+__all__ = ["LandingError", "LoadResult", "check_landing_root", "load_partition"]

@@ -7,6 +7,8 @@ PostgreSQL COPY. A transaction-scoped advisory lock per partition serialises con
 partition, so a rerun never duplicates a row.
 
 Choices where the spec is silent:
+- The landing root must exist and be listable (`check_landing_root`), or the load fails before anything is
+  replaced: a mistyped REFERRAL_LANDING_URI must never look like an empty landing zone.
 - A missing partition folder (or one with no data file) loads zero rows, and that load still replaces what
   the partition loaded before: the raw tables always mirror the landing zone as it was at the last load.
   A load batch with no files is recorded.
@@ -33,13 +35,9 @@ from psycopg import sql
 
 from ..entities import LINEAGE_COLUMNS, Entity
 from .readers import CSV_SUFFIXES, JSONL_SUFFIXES, FileError, Rejected, accepts, read_file
-from .storage import LandingFile, list_partition, partition_relpath
+from .storage import LandingError, LandingFile, check_landing_root, list_partition, partition_relpath
 
 MAX_LOGGED_REJECTIONS = 20  # per file; the rest are counted
-
-
-class LandingError(Exception):
-    """A landing partition cannot be loaded; the message names the file, what is wrong and what to do."""
 
 
 @dataclass
@@ -62,8 +60,9 @@ def load_partition(
     log: Callable[[str], None] = print,
 ) -> LoadResult:
     """Load `{landing_uri}/{source}/{entity}/dt={day}/` into the warehouse at `url`, replacing that partition's
-    previous load. Raises LandingError (and loads nothing, keeping the previous load) if a file cannot be
-    loaded."""
+    previous load. Raises LandingError (and loads nothing, keeping the previous load) if the landing root
+    does not exist or cannot be listed, or if a file cannot be loaded."""
+    check_landing_root(landing_uri)
     part = partition_relpath(entity, day)
     started = datetime.now(UTC)
     batch_id = f"{entity.table}:{day.isoformat()}:{uuid.uuid4().hex[:12]}"
