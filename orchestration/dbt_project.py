@@ -1,5 +1,8 @@
-"""The cached dbt project and its manifest. The manifest is (re)parsed when the project's files change, so
-`dagster dev`, the CLI and the tests always load the definitions from the current models."""
+"""The cached dbt project and its manifest.
+
+The project's files are read-only (they ship inside the installed package); dbt's target folder and log live
+under the data folder (`Settings.dbt_target_dir`). The manifest is (re)parsed there when the project's files
+change, so `dagster dev`, the CLI and the tests always load the definitions from the current models."""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ import hashlib
 import os
 import subprocess
 import sys
+import sysconfig
 from functools import cache
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from referral_pipeline.config import DBT_PROJECT_DIR
+from referral_pipeline.config import DBT_PROJECT_DIR, Settings
 
 _SOURCE_DIRS = ("models", "macros", "tests", "seeds", "snapshots")
 
@@ -23,7 +27,7 @@ def project_fingerprint(project_dir: Path) -> str:
     files = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
     for d in _SOURCE_DIRS:
         if (project_dir / d).is_dir():
-            files += sorted(p for p in (project_dir / d).rglob("*") if p.is_file())
+            files += sorted(p for p in (project_dir / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     for f in files:
         if f.exists():
             h.update(str(f.relative_to(project_dir)).encode())
@@ -32,31 +36,39 @@ def project_fingerprint(project_dir: Path) -> str:
 
 
 def dbt_executable() -> str:
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+    """The `dbt` installed with this interpreter (never whatever `dbt` is first on PATH)."""
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        candidate = folder / "dbt"
+        if candidate.is_file():
+            return str(candidate)
+    raise RuntimeError(
+        f"dbt is not installed beside {sys.executable}: reinstall referral-pipeline into this environment "
+        "(pip install referral-pipeline, or ./scripts/bootstrap.sh in a checkout)"
+    )
 
 
-def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
-    """Run `dbt parse` when target/manifest.json is missing or older than the project's files."""
-    target = project_dir / "target"
+def dbt_run_env(target_dir: Path) -> dict[str, str]:
+    """Environment for any dbt process: artifacts and log under `target_dir`, no usage statistics."""
+    return {
+        "DBT_TARGET_PATH": str(target_dir),
+        "DBT_LOG_PATH": str(target_dir),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR, target_dir: Path | None = None) -> Path:
+    """Run `dbt parse` when `target_dir/manifest.json` is missing or older than the project's files."""
+    target = target_dir or Settings.from_env().dbt_target_dir
     manifest = target / "manifest.json"
     stamp = target / "manifest.fingerprint"
     fingerprint = project_fingerprint(project_dir)
     if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         return manifest
-    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    target.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [
-            dbt_executable(),
-            "parse",
-            "--project-dir",
-            str(project_dir),
-            "--profiles-dir",
-            str(project_dir),
-            "--quiet",
-        ],
-        cwd=project_dir,
-        env=env,
+        [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir), "--quiet"],
+        cwd=target,
+        env={**os.environ, **dbt_run_env(target)},
         capture_output=True,
         text=True,
     )
@@ -64,12 +76,12 @@ def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
         raise RuntimeError(
             f"dbt parse failed for {project_dir}; fix the dbt project and retry:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
         )
-    target.mkdir(exist_ok=True)
     stamp.write_text(fingerprint)
     return manifest
 
 
 @cache
 def dbt_project() -> DbtProject:
-    ensure_manifest(DBT_PROJECT_DIR)
-    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    target = Settings.from_env().dbt_target_dir
+    ensure_manifest(DBT_PROJECT_DIR, target)
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=target)

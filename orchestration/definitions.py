@@ -4,6 +4,7 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
 from .assets import crm, dbt, finance, links, marketing, payouts, rules
+from .dbt_project import dbt_executable
 from .jobs import nightly_job
 from .resources import PipelineResource
 from .schedules import nightly_schedule
@@ -23,6 +24,6 @@ defs = Definitions(
     schedules=[nightly_schedule],
     resources={
         "pipeline": PipelineResource(),
-        "dbt": DbtCliResource(project_dir=dbt.project),
+        "dbt": DbtCliResource(project_dir=dbt.project, dbt_executable=dbt_executable()),
     },
 )

@@ -1,5 +1,5 @@
-"""Resources. Configuration comes from the environment (SPEC section 2) when a run starts, never at import
-time; fields set on the resource override the environment."""
+"""Resources. Configuration comes from the `REFERRAL_*` environment variables when a run starts, never at
+import time; fields set on the resource override the environment."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ class PipelineResource(ConfigurableResource):
                 "export_uri": self.export_uri,
                 "rules_file": Path(self.rules_file) if self.rules_file else None,
             }
-            self._settings = replace(s, **{k: v for k, v in overrides.items() if v})
+            settings = replace(s, **{k: v for k, v in overrides.items() if v})
+            settings.check_ip_hash_key()
+            self._settings = settings
         return self._settings
 
     @property

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+
+from referral_pipeline.console import Reporter, Silent
+from referral_pipeline.entities import ENTITIES
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+DBT_LABEL = "dbt build (models and tests)"
 
 
 class RunFailed(RuntimeError):
@@ -27,7 +33,7 @@ class RunSummary:
 
 
 def _instance() -> DagsterInstance:
-    # With DAGSTER_HOME set, runs are recorded there (and show in `dagster dev` started with the same home).
+    # With DAGSTER_HOME set, runs are recorded there (and show in the Dagster UI started with the same home).
     return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
 
 
@@ -39,22 +45,75 @@ def _root_message(err) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-def _first_failure(result) -> str:
-    for event in result.all_events:
+_ENTITY_BY_ASSET = {e.asset_name: e.path for e in ENTITIES}
+
+
+@dataclass
+class _Listener:
+    """Turns the run's events into progress lines, and collects every failed step."""
+
+    report: Reporter
+    dbt_keys: frozenset
+    dbt_total: int
+    dbt_done: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (step, message)
+
+    def __call__(self, entry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            return
         if event.is_step_failure:
-            return f"step {event.step_key} failed: {_root_message(event.step_failure_data.error)}"
-    for event in result.all_events:
-        if event.is_failure and event.message:
-            return event.message.strip().splitlines()[0]
-    return "the run failed; see the log above"
+            message = _root_message(event.step_failure_data.error)
+            self.failures.append((event.step_key, message))
+            self.report.line(f"  FAILED {event.step_key}: {message}")
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            self._materialized(event)
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            if event.asset_check_evaluation_data.asset_key in self.dbt_keys:
+                self._dbt_node()
+
+    def _dbt_node(self) -> None:
+        self.dbt_done += 1
+        self.report.advance(DBT_LABEL, self.dbt_done, self.dbt_total)
+        if self.dbt_done >= self.dbt_total:
+            self.report.finish(DBT_LABEL)
+
+    def _materialized(self, event) -> None:
+        key = event.asset_key
+        if key in self.dbt_keys:
+            self._dbt_node()
+            return
+        meta = {k: getattr(v, "value", v) for k, v in event.step_materialization_data.materialization.metadata.items()}
+        name = key.path[-1]
+        if name in _ENTITY_BY_ASSET:
+            self.report.line(
+                f"  loaded {_ENTITY_BY_ASSET[name]:<26} {meta.get('rows_loaded', 0):>9} rows, "
+                f"{meta.get('rows_rejected', 0)} rejected"
+            )
+        elif "batches_recorded" in meta:
+            recorded = meta["batches_recorded"] or []
+            self.report.line(f"  payout ledger: {', '.join(recorded) or 'no period due'} recorded")
+        elif "batches_published" in meta:
+            published = meta["batches_published"] or []
+            self.report.line(f"  payout files: {', '.join(published) or 'nothing new'} published")
+        elif key.path[0] == "rules" and name == "program":
+            self.report.line(f"  rules loaded from {meta.get('rules_file')}")
 
 
 def run_nightly(
-    start: dt.date, end: dt.date | None = None, *, log_level: str = "INFO", output_log: Path | None = None
+    start: dt.date,
+    end: dt.date | None = None,
+    *,
+    log_level: str = "INFO",
+    output_log: Path | None = None,
+    report: Reporter | None = None,
+    instance: DagsterInstance | None = None,
 ) -> RunSummary:
     """Run the nightly job for one day, or for a range of days as one backfill run.
 
-    With `output_log`, what the run prints (dbt's log included) goes to that file instead of the terminal."""
+    With `output_log`, what the run logs (dbt's log included) goes to that file instead of the terminal, and
+    `report` shows concise progress. Raises RunFailed naming every step that failed."""
+    from .assets.dbt import dbt_models
     from .definitions import defs
 
     end = end or start
@@ -66,17 +125,62 @@ def run_nightly(
             f"{end} is not a complete day yet (UTC); the latest day that can run is {today - dt.timedelta(days=1)}"
         )
     job = defs.resolve_job_def("nightly")
-    kwargs: dict = {"run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}}}
+    run_id = str(uuid.uuid4())
+    kwargs: dict = {"run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}}, "run_id": run_id}
     if start == end:
         kwargs["partition_key"] = start.isoformat()
     else:
         kwargs["tags"] = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
+    instance = instance or _instance()
+    listener = _Listener(
+        report or Silent(),
+        dbt_keys=frozenset(dbt_models.keys),
+        dbt_total=len(dbt_models.keys) + len(dbt_models.check_keys),
+    )
+    instance.add_event_listener(run_id, listener)
     if output_log is None:
-        result = job.execute_in_process(instance=_instance(), raise_on_error=False, **kwargs)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
     else:
         output_log.parent.mkdir(parents=True, exist_ok=True)
-        with open(output_log, "a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
-            result = job.execute_in_process(instance=_instance(), raise_on_error=False, **kwargs)
+        with (
+            open(output_log, "a", encoding="utf-8") as out,
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(out),
+            _root_logging_to(out),
+        ):
+            result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    listener.report.close()
     if not result.success or result.dagster_run.status != DagsterRunStatus.SUCCESS:
-        raise RunFailed(_first_failure(result))
+        raise RunFailed(_failure_summary(listener.failures) or _first_failure(result))
     return RunSummary(run_id=result.run_id, start=start, end=end)
+
+
+def _failure_summary(failures: list[tuple[str, str]]) -> str:
+    """Every failed step, named; steps that failed for the same reason share one clause."""
+    by_message: dict[str, list[str]] = {}
+    for step, message in failures:
+        by_message.setdefault(message, []).append(step)
+    return "; ".join(
+        f"{'step' if len(steps) == 1 else 'steps'} {', '.join(steps)} failed: {message}"
+        for message, steps in by_message.items()
+    )
+
+
+def _first_failure(result) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.message:
+            return event.message.strip().splitlines()[0]
+    return "the run failed; see the run's log"
+
+
+@contextlib.contextmanager
+def _root_logging_to(stream):
+    """Send what libraries log through Python's logging to the run's log file while the run lasts."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)

@@ -20,6 +20,23 @@ from referral_pipeline.warehouse import ensure_schema
 GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_settings() -> Iterator[None]:
+    """Every test session gets its own data folder (dbt artifacts, logs, Dagster home) and an IP-hash key of
+    its own, as a deployment on an external warehouse must have; nothing is written to the working directory."""
+    folder = Path(tempfile.mkdtemp(prefix="referral-test-data-"))
+    saved = {k: os.environ.get(k) for k in ("REFERRAL_DATA_DIR", "REFERRAL_IP_HASH_KEY")}
+    os.environ["REFERRAL_DATA_DIR"] = str(folder)
+    os.environ.setdefault("REFERRAL_IP_HASH_KEY", "test-session-ip-hash-key")
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _golden_dir() -> Path:
     env = os.environ.get("REFERRAL_GOLDEN_DIR")
     return Path(env) if env else GOLDEN_DIR

@@ -44,7 +44,9 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: Pi
     url = pipeline.url
     os.environ.update(dbt_env(url))
     with advisory_lock(url, DBT_LOCK):
-        invocation = dbt.cli(build_args(run_date(context)), context=context, raise_on_error=False)
+        invocation = dbt.cli(
+            build_args(run_date(context)), context=context, raise_on_error=False, target_path=project.target_path
+        )
         yield from invocation.stream()
     if not invocation.is_successful():
         raise Failure(description=dbt_failure_summary(invocation.get_artifact("run_results.json"), url))

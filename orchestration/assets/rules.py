@@ -20,7 +20,7 @@ RULES_TABLES = ("program", "versions", "tiers", "free_mail_domains")
             group_name="rules",
             kinds={"python", "postgres"},
             partitions_def=daily_partitions,
-            description=f"rules.{t}: from the program rules YAML (SPEC section 7), validated on load.",
+            description=f"rules.{t}: from the program rules YAML (REFERRAL_RULES_FILE), validated on load.",
         )
         for t in RULES_TABLES
     ],
