@@ -56,6 +56,7 @@ class _Listener:
     dbt_keys: frozenset
     dbt_total: int
     dbt_done: int = 0
+    seen: set = field(default_factory=set)  # a backfill materializes each asset once per day: report it once
     failures: list[tuple[str, str]] = field(default_factory=list)  # (step, message)
 
     def __call__(self, entry) -> None:
@@ -67,9 +68,13 @@ class _Listener:
             self.failures.append((event.step_key, message))
             self.report.line(f"  FAILED {event.step_key}: {message}")
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            self._materialized(event)
+            if event.asset_key not in self.seen:
+                self.seen.add(event.asset_key)
+                self._materialized(event)
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            if event.asset_check_evaluation_data.asset_key in self.dbt_keys:
+            check = event.asset_check_evaluation_data
+            if check.asset_key in self.dbt_keys and check.asset_check_key not in self.seen:
+                self.seen.add(check.asset_check_key)
                 self._dbt_node()
 
     def _dbt_node(self) -> None:
@@ -83,7 +88,10 @@ class _Listener:
         if key in self.dbt_keys:
             self._dbt_node()
             return
-        meta = {k: getattr(v, "value", v) for k, v in event.step_materialization_data.materialization.metadata.items()}
+        meta = {
+            k: getattr(v, "value", v)
+            for k, v in event.step_materialization_data.materialization.metadata.items()
+        }
         name = key.path[-1]
         if name in _ENTITY_BY_ASSET:
             self.report.line(
@@ -98,6 +106,17 @@ class _Listener:
             self.report.line(f"  payout files: {', '.join(published) or 'nothing new'} published")
         elif key.path[0] == "rules" and name == "program":
             self.report.line(f"  rules loaded from {meta.get('rules_file')}")
+
+
+def check_run_range(start: dt.date, end: dt.date) -> None:
+    """A run covers complete UTC days, oldest first."""
+    if end < start:
+        raise RunFailed(f"the range ends ({end}) before it starts ({start})")
+    today = dt.datetime.now(dt.UTC).date()
+    if end >= today:
+        raise RunFailed(
+            f"{end} is not a complete day yet (UTC); the latest day that can run is {today - dt.timedelta(days=1)}"
+        )
 
 
 def run_nightly(
@@ -117,16 +136,13 @@ def run_nightly(
     from .definitions import defs
 
     end = end or start
-    if end < start:
-        raise RunFailed(f"the range ends ({end}) before it starts ({start})")
-    today = dt.datetime.now(dt.UTC).date()
-    if end >= today:
-        raise RunFailed(
-            f"{end} is not a complete day yet (UTC); the latest day that can run is {today - dt.timedelta(days=1)}"
-        )
+    check_run_range(start, end)
     job = defs.resolve_job_def("nightly")
     run_id = str(uuid.uuid4())
-    kwargs: dict = {"run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}}, "run_id": run_id}
+    kwargs: dict = {
+        "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
+        "run_id": run_id,
+    }
     if start == end:
         kwargs["partition_key"] = start.isoformat()
     else:

@@ -1,23 +1,29 @@
-"""`referral-pipeline demo`: sample exports → nightly runs over their days → published payout batches.
+"""`referral-pipeline demo`: sample exports -> nightly runs over their days -> published payout batches.
 
-The demo is self-contained: it uses the embedded PostgreSQL server with its own database `referral_demo`
-and the folder `.data/demo/` (landing, exports, Dagster home), all recreated on every demo run, so it never
-touches a configured warehouse, landing zone or export location."""
+The demo runs on the defaults of the data folder (REFERRAL_DATA_DIR, default ./.referral): the embedded
+PostgreSQL's database `referral`, `landing/`, `exports/` and the Dagster instance `dagster_home/`. So after
+it, every other command (`payouts show`, `status`, `review list`, `ui`, ...) sees what it made, with nothing
+to set. It replaces the previous demo's data there; it refuses to replace anything else:
+- a REFERRAL_WAREHOUSE_URL, REFERRAL_LANDING_URI or REFERRAL_EXPORT_URI setting (a real deployment);
+- a data folder with data not made by the demo, unless `--force`.
+Every check runs before anything is touched."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
-import sys
 import time
-from dataclasses import replace
 
 import psycopg
 
-from .config import Settings
+from .config import DEFAULT_RULES_FILE, ConfigError, Settings
+from .console import Reporter
 
-DEMO_DB = "referral_demo"
+DEMO_START = dt.date(2025, 1, 1)
+MARKER = "demo.json"
+_REFUSED_SETTINGS = ("REFERRAL_WAREHOUSE_URL", "REFERRAL_LANDING_URI", "REFERRAL_EXPORT_URI")
 
 
 def month_ranges(start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
@@ -33,75 +39,100 @@ def month_ranges(start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
     return ranges
 
 
-def _demo_warehouse(settings: Settings) -> str:
-    from .warehouse import start_embedded
+def check_demo(settings: Settings, start: dt.date, days: int, *, force: bool) -> list[str]:
+    """Refuse what the demo must not replace; returns what it will replace (for the user to read)."""
+    from .warehouse import embedded_database_has_tables
 
-    base = start_embedded(replace(settings, warehouse_url=None))
-    admin = base.replace("/referral?", "/postgres?")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {DEMO_DB} with (force)")
-        conn.execute(f"create database {DEMO_DB}")
-    return base.replace("/referral?", f"/{DEMO_DB}?")
+    if days < 1:
+        raise ConfigError(f"--days must be at least 1, got {days}")
+    end = start + dt.timedelta(days=days - 1)
+    if end >= dt.datetime.now(dt.UTC).date():
+        raise ConfigError(
+            f"the demo's last day {end} has not ended yet: choose an earlier --start or fewer --days"
+        )
+    configured = [k for k in _REFUSED_SETTINGS if os.environ.get(k)]
+    if configured:
+        raise ConfigError(
+            f"{', '.join(configured)} set: the demo runs only on the embedded defaults of the data folder and would "
+            "not touch a configured deployment; unset it, or use a new REFERRAL_DATA_DIR"
+        )
+    data = settings.data_dir
+    present = [p.name for p in (data / "landing", data / "exports", data / "dagster_home") if p.exists()]
+    if embedded_database_has_tables(settings):
+        present.insert(0, "warehouse database referral")
+    if present and not (data / MARKER).exists() and not force:
+        raise ConfigError(
+            f"{data} holds data the demo did not make ({', '.join(present)}); the demo would replace it: "
+            "use another REFERRAL_DATA_DIR, or pass --force to replace it"
+        )
+    return present
 
 
-DEMO_START = dt.date(2025, 1, 1)
-
-
-def run_demo(*, start: dt.date = DEMO_START, days: int = 60, scale: str = "small", seed: int = 7) -> int:
-    from orchestration.run import run_nightly
+def run_demo(
+    *, start: dt.date = DEMO_START, days: int = 60, scale: str = "small", seed: int = 7, force: bool = False
+) -> int:
+    from orchestration.run import RunFailed, run_nightly
 
     from .generate import generate
-    from .warehouse import ensure_schema, psql_command
+    from .warehouse import ensure_schema, psql_command, reset_embedded_database
 
     began = time.monotonic()
-    base = Settings.from_env({k: v for k, v in os.environ.items() if k == "REFERRAL_DATA_DIR"})
-    demo_dir = base.data_dir / "demo"
-    shutil.rmtree(demo_dir, ignore_errors=True)
-    landing, exports, home = demo_dir / "landing", demo_dir / "exports", demo_dir / "dagster_home"
-    home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("# Dagster instance of the demo: runs are stored in this folder.\n")
-    run_log = demo_dir / "runs.log"
+    settings = Settings.from_env()
+    replaced = check_demo(settings, start, days, force=force)
     end = start + dt.timedelta(days=days - 1)
+    data = settings.data_dir
+    landing, exports, home = data / "landing", data / "exports", settings.dagster_home
+    report = Reporter()
+    if replaced:
+        report.line(f"demo: replacing the previous demo data in {data}: {', '.join(replaced)}")
 
-    print(f"[1/4] starting the embedded warehouse (database {DEMO_DB})", flush=True)
-    url = _demo_warehouse(base)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / MARKER).write_text(
+        json.dumps({"start": start.isoformat(), "days": days, "scale": scale, "seed": seed})
+    )
+    report.line("[1/4] embedded warehouse: fresh database `referral`")
+    url = reset_embedded_database(settings)
     ensure_schema(url)
-    os.environ.update(
-        REFERRAL_WAREHOUSE_URL=url,
-        REFERRAL_LANDING_URI=str(landing),
-        REFERRAL_EXPORT_URI=str(exports),
-        DAGSTER_HOME=str(home),
+    for folder in (landing, exports, home):
+        shutil.rmtree(folder, ignore_errors=True)
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text(
+        "# The Dagster instance of referral-pipeline.\ntelemetry:\n  enabled: false\n"
     )
-    print(
-        f"[2/4] generating {days} days of sample exports ({scale}, seed {seed}) from {start} to {end}",
-        flush=True,
+    # The demo's own process runs on the defaults; the default rules are the program the sample data is made for.
+    os.environ.update(DAGSTER_HOME=str(home), REFERRAL_RULES_FILE=str(DEFAULT_RULES_FILE))
+
+    report.line(
+        f"[2/4] sample exports: {days} days from {start} to {end} ({scale}, seed {seed}) into {landing}"
     )
-    generate(landing, start, days, scale=scale, seed=seed, log=lambda m: None)
+    summary_rows = generate(landing, start, days, scale=scale, seed=seed, log=lambda m: None)
+    report.line(f"      {summary_rows['files']} files, {sum(summary_rows['rows'].values())} rows")
 
     ranges = month_ranges(start, end)
-    print(f"[3/4] running the nightly job over {days} days as {len(ranges)} backfill run(s)", flush=True)
+    log = settings.log_dir / "demo-runs.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    report.line(f"[3/4] nightly job over {days} days as {len(ranges)} backfill run(s); full log: {log}")
     for i, (lo, hi) in enumerate(ranges, 1):
         t = time.monotonic()
-        print(f"      run {i}/{len(ranges)}: {lo} .. {hi}", flush=True)
+        report.line(f"  run {i}/{len(ranges)}: {lo} .. {hi}")
         try:
-            run_nightly(lo, hi, log_level="WARNING", output_log=run_log)
-        except Exception as exc:
-            print(f"error: demo run {lo}..{hi} failed: {exc}\nthe run's log is {run_log}", file=sys.stderr)
-            return 1
-        print(f"      run {i}/{len(ranges)} done in {time.monotonic() - t:.0f}s", flush=True)
+            run_nightly(lo, hi, log_level="INFO", output_log=log, report=report)
+        except RunFailed as exc:
+            raise RunFailed(f"demo run {lo}..{hi} failed: {exc}; full log: {log}") from None
+        report.line(f"  run {i}/{len(ranges)} done in {time.monotonic() - t:.0f}s")
 
-    print("[4/4] summary", flush=True)
-    print(summary(url))
-    print(f"\nwarehouse:  {psql_command(url)}")
-    print(f"landing:    {landing}")
-    print(f"payouts:    {exports}")
-    print(f"run log:    {run_log}")
-    print(
-        "dagster UI: "
-        f"DAGSTER_HOME={home} REFERRAL_WAREHOUSE_URL='{url}' REFERRAL_LANDING_URI={landing} "
-        f"REFERRAL_EXPORT_URI={exports} dagster dev -w workspace.yaml"
+    report.line("[4/4] summary")
+    report.line(summary(url))
+    report.line(
+        "\nwhere everything is (no settings needed: every command uses this data folder):\n"
+        f"  warehouse:  {psql_command(url)}\n"
+        f"  landing:    {landing}\n"
+        f"  payouts:    {exports}\n"
+        f"  run log:    {log}\n"
+        "  next:       referral-pipeline status | payouts show --period YYYY-MM | review list | ui\n"
+        f"demo finished in {time.monotonic() - began:.0f}s"
     )
-    print(f"demo finished in {time.monotonic() - began:.0f}s")
     return 0
 
 

@@ -51,6 +51,30 @@ def start_embedded(settings: Settings) -> str:
     return f"postgresql://{user}@/{EMBEDDED_DBNAME}?host={host}"
 
 
+def reset_embedded_database(settings: Settings) -> str:
+    """Drop and recreate the embedded server's project database (the demo's fresh start). Returns its URL."""
+    url = start_embedded(settings)
+    admin = conninfo_to_dict(url)
+    admin["dbname"] = "postgres"
+    with psycopg.connect(make_conninfo(**admin), autocommit=True) as conn:
+        conn.execute(f"drop database if exists {EMBEDDED_DBNAME} with (force)")
+        conn.execute(f"create database {EMBEDDED_DBNAME}")
+    return url
+
+
+def embedded_database_has_tables(settings: Settings) -> bool:
+    """Whether the embedded project database exists and holds any table of the pipeline's schemas."""
+    if not (embedded_server_dir(settings) / "PG_VERSION").exists():
+        return False
+    with psycopg.connect(start_embedded(settings)) as conn:
+        return bool(
+            conn.execute(
+                "select 1 from information_schema.tables where table_schema in "
+                "('raw', 'rules', 'controls', 'payouts', 'staging', 'intermediate', 'marts') limit 1"
+            ).fetchone()
+        )
+
+
 def stop_embedded(settings: Settings) -> str:
     """Stop the embedded server if it runs; returns what happened."""
     data = embedded_server_dir(settings)

@@ -17,9 +17,11 @@ if [ -z "$servers" ]; then
     echo "note: no PostgreSQL answers on 127.0.0.1:5432; testing on the embedded server only"
   fi
 fi
+only_once=()
 for server in $servers; do
   echo "== pytest against ${server}"
   base=$(mktemp -d -t referral-pytest-XXXXXX)  # a private temp root: concurrent pytest sessions never prune it
-  REFERRAL_TEST_SERVER=$server python -m pytest -p no:cacheprovider --basetemp="$base" "$@"
+  REFERRAL_TEST_SERVER=$server python -m pytest -p no:cacheprovider --basetemp="$base" "${only_once[@]}" "$@"
   rm -rf "$base"
+  only_once=(-m "not once")  # tests that do not use the server (e.g. the installed wheel) run on the first one
 done
