@@ -1,6 +1,11 @@
-"""The nightly schedule: at 02:00 UTC on day D+1 it runs partition D (the day whose exports just completed)."""
+"""The nightly schedule: at 02:00 UTC on day D+1 it runs partition D (the day whose exports just completed).
 
-from dagster import build_schedule_from_partitioned_job
+It is stopped by default: a new deployment runs nothing on its own until someone turns the schedule on (the
+toggle on the schedule's page in the Dagster UI, or `dagster schedule start nightly_schedule -w workspace.yaml`
+with DAGSTER_HOME set to the instance the daemon uses), and it needs the Dagster daemon running (`dagster dev`
+starts one). The on/off state is kept in that instance, so it survives restarts."""
+
+from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
 
 from .jobs import nightly_job
 
@@ -9,5 +14,10 @@ nightly_schedule = build_schedule_from_partitioned_job(
     name="nightly_schedule",
     hour_of_day=2,
     minute_of_hour=0,
-    description="Runs the nightly job at 02:00 UTC for the previous day's partition.",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description=(
+        "Runs the nightly job at 02:00 UTC for the previous day's partition. Stopped by default: turn it on "
+        "with the toggle on this page or `dagster schedule start nightly_schedule -w workspace.yaml` "
+        "(the Dagster daemon must be running, as under `dagster dev`)."
+    ),
 )

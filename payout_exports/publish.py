@@ -89,6 +89,14 @@ def publish_recorded_batches(url: str, export_uri: str | Store, *, log: Log = pr
     return pending
 
 
+def batch_results(url: str, batch_ids: list[str]) -> list[BatchResult]:
+    """The ledger's record of each batch (period, status, counts, amount), in the order given."""
+    if not batch_ids:
+        return []
+    with _connect(url) as conn:
+        return [_result(conn, bid) for bid in batch_ids]
+
+
 def publish_due(
     url: str,
     run_date: dt.date,
@@ -99,12 +107,12 @@ def publish_due(
     inputs: Inputs = DEFAULT_INPUTS,
 ) -> list[BatchResult]:
     """The payout step of the run for run_date: finish any batch left unpublished by a crash, record every due
-    period (SPEC 9), and publish them. Returns every batch this call published."""
+    period (each month that ended before run_date 00:00 UTC and is not recorded yet), and publish them. Returns
+    every batch this call published."""
     published = publish_recorded_batches(url, export_uri, log=log)
     record_due_batches(url, run_date, code_version=code_version, log=log, inputs=inputs)
     published += publish_recorded_batches(url, export_uri, log=log)
-    with _connect(url) as conn:
-        return [_result(conn, bid) for bid in published]
+    return batch_results(url, published)
 
 
 # --- checking -----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ error."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +31,24 @@ def _conflict(where: str) -> PublishConflict:
     )
 
 
+def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+    """A new, empty temporary file next to `name`, created like `open(..., "x")` creates a file: mode 0666 less
+    the process umask (typically 0644), as the kernel applies it (default ACLs included)."""
+    while True:
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666
+            ), tmp
+        except FileExistsError:
+            continue
+
+
 class LocalStore:
+    """A local folder. A file is written under a temporary name in its folder, then linked to its final name,
+    so a published file is never seen partial; files and folders get the modes a plain `open()` and `mkdir`
+    give them under the process umask."""
+
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.uri = str(self.root)
@@ -49,7 +66,7 @@ class LocalStore:
                 return False
             raise _conflict(str(target))
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp = _create_temp(target.parent, target.name)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

@@ -1,4 +1,4 @@
-"""Payout batches (SPEC section 9): record due batches in the ledger, check them, then publish the files.
+"""Payout batches: record the due monthly batches in the ledger, check them, then publish the files.
 
 The finance logic lives in `payout_exports` (plain Python); these assets only drive it."""
 
@@ -18,6 +18,8 @@ from dagster import (
 )
 
 import payout_exports
+from payout_exports import periods
+from payout_exports.publish import batch_results
 from referral_pipeline import __version__
 
 from ..partitions import daily_partitions, run_date, single_run_backfill
@@ -77,18 +79,34 @@ def payout_files(context: AssetExecutionContext, pipeline: PipelineResource) -> 
     published = payout_exports.publish_recorded_batches(
         pipeline.url, pipeline.settings.export_uri, log=context.log.info
     )
-    for batch_id in published:  # each published month shows as a partition of `payout_batch`
+    for batch in batch_results(pipeline.url, published):  # each published month: a `payout_batch` partition
         context.log_event(
             AssetMaterialization(
                 asset_key=payout_batch.key,
-                partition=batch_id.removeprefix("batch-"),
-                metadata={"batch_id": batch_id},
+                partition=partition_key_of(batch.period),
+                metadata={
+                    "batch_id": batch.batch_id,
+                    "period": batch.period,
+                    "partner_count": batch.partner_count,
+                    "line_count": batch.line_count,
+                    "program_amount": MetadataValue.text(str(batch.program_amount)),
+                },
             )
         )
     return MaterializeResult(metadata={"batches_published": MetadataValue.json(published)})
 
 
 monthly_partitions = MonthlyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
+
+
+def partition_key_of(period: str) -> str:
+    """The `payout_batch` partition key of a payout period: `2025-01` -> `2025-01-01`."""
+    return periods.period_start(period).strftime(monthly_partitions.fmt)
+
+
+def period_of_partition(context: AssetExecutionContext) -> str:
+    """The payout period (YYYY-MM) of the run's `payout_batch` partition: the month its time window starts."""
+    return periods.period_of(context.partition_time_window.start)
 
 
 @asset(
@@ -104,14 +122,14 @@ monthly_partitions = MonthlyPartitionsDefinition(start_date="2020-01-01", timezo
     pool="payouts",
 )
 def payout_batch(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
-    period = context.partition_key[:7]
-    batch_id = f"batch-{period}"
+    period = period_of_partition(context)
+    batch_id = periods.batch_id(period)
     url, export_uri = pipeline.url, pipeline.settings.export_uri
     written = payout_exports.publish_batch(url, export_uri, batch_id, log=context.log.info)
     problems = payout_exports.reconcile_batch(url, export_uri, batch_id)
     if problems:
         raise Failure(description=f"{batch_id} does not reconcile: " + "; ".join(problems))
-    return MaterializeResult(metadata={"batch_id": batch_id, "files_written": written})
+    return MaterializeResult(metadata={"batch_id": batch_id, "period": period, "files_written": written})
 
 
 @asset_check(
