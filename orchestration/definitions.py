@@ -1,10 +1,9 @@
 """The one Definitions object: `dagster dev -w workspace.yaml` loads it."""
 
 from dagster import Definitions
-from dagster_dbt import DbtCliResource
 
 from .assets import crm, dbt, finance, links, marketing, payouts, rules
-from .dbt_project import dbt_executable
+from .dbt_project import ReferralDbtCliResource, dbt_executable
 from .jobs import nightly_job
 from .resources import PipelineResource
 from .schedules import nightly_schedule
@@ -24,6 +23,6 @@ defs = Definitions(
     schedules=[nightly_schedule],
     resources={
         "pipeline": PipelineResource(),
-        "dbt": DbtCliResource(project_dir=dbt.project, dbt_executable=dbt_executable()),
+        "dbt": ReferralDbtCliResource(project_dir=dbt.project, dbt_executable=dbt_executable()),
     },
 )

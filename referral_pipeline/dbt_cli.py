@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from .warehouse import connection_params
 
 
-def dbt_env(url: str) -> dict[str, str]:
-    """Environment variables read by dbt_project/profiles.yml, derived from the one warehouse URL."""
+def dbt_env(url: str, run_date: dt.date | None = None) -> dict[str, str]:
+    """Environment variables read by the dbt project: the connection (profiles.yml), derived from the one
+    warehouse URL, and the run date (REFERRAL_RUN_DATE, read by the macro rewards_run_date; empty: today).
+    The run date is an env var rather than `--vars` so that dbt's partial parsing survives between runs."""
     p = connection_params(url)
     return {
         "REFERRAL_DBT_HOST": p["host"],
@@ -17,24 +18,20 @@ def dbt_env(url: str) -> dict[str, str]:
         "REFERRAL_DBT_USER": p["user"],
         "REFERRAL_DBT_PASSWORD": p["password"],
         "REFERRAL_DBT_DBNAME": p["dbname"],
+        "REFERRAL_RUN_DATE": run_date.isoformat() if run_date else "",
     }
 
 
-def dbt_vars(run_date: dt.date | None) -> str:
-    return json.dumps({"run_date": run_date.isoformat() if run_date else None}, sort_keys=True)
-
-
 def build_args(
-    run_date: dt.date | None,
     *,
     full_refresh: bool = False,
     select: str | None = None,
     unit_tests: bool = False,
 ) -> list[str]:
-    """`dbt build` for a nightly run of `run_date` (None: no run date, e.g. a manual full rebuild).
+    """`dbt build` as a nightly run does it (its run date goes in the environment: `dbt_env`).
 
     dbt unit tests check the SQL, not the data: the test suite runs them (unit_tests=True); nightly runs skip them."""
-    args = ["build", "--vars", dbt_vars(run_date)]
+    args = ["build"]
     if full_refresh:
         args.append("--full-refresh")
     if select:

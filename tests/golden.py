@@ -97,11 +97,11 @@ def dbt_build(url: str, work, run_date: dt.date, *, unit_tests: bool = False):
 
     env = {
         **os.environ,
-        **dbt_env(url),
+        **dbt_env(url, run_date),
         "DBT_TARGET_PATH": str(Path(work) / "dbt_target"),
         "DBT_LOG_PATH": str(Path(work) / "dbt_logs"),
     }
-    args = [*build_args(run_date, unit_tests=unit_tests), "--project-dir", str(DBT_PROJECT_DIR)]
+    args = [*build_args(unit_tests=unit_tests), "--project-dir", str(DBT_PROJECT_DIR)]
     args += ["--profiles-dir", str(DBT_PROJECT_DIR)]
     dbt = Path(sys.executable).with_name("dbt")
     return subprocess.run([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)

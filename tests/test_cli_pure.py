@@ -1,7 +1,6 @@
 """Pure functions behind the CLI and the runs: dbt arguments, backfill ranges, control input parsing."""
 
 import datetime as dt
-import json
 from decimal import Decimal
 
 import pytest
@@ -12,14 +11,14 @@ from referral_pipeline.dbt_cli import build_args, dbt_env
 from referral_pipeline.demo import month_ranges
 
 
-def test_build_args_pass_the_run_date_as_a_var():
-    args = build_args(dt.date(2025, 2, 1))
-    assert args[0] == "build"
-    assert json.loads(args[args.index("--vars") + 1]) == {"run_date": "2025-02-01"}
-    assert "--full-refresh" in build_args(None, full_refresh=True)
-    assert build_args(None, select="marts")[3:5] == ["--select", "marts"]
-    assert build_args(None)[-2:] == ["--exclude-resource-type", "unit_test"]
-    assert "unit_test" not in build_args(None, unit_tests=True)
+def test_build_args_leave_the_run_date_to_the_environment():
+    # no --vars: a var that changes every run would defeat dbt's partial parsing
+    assert build_args() == ["build", "--exclude-resource-type", "unit_test"]
+    assert "--full-refresh" in build_args(full_refresh=True)
+    assert build_args(select="marts")[1:3] == ["--select", "marts"]
+    assert "unit_test" not in build_args(unit_tests=True)
+    assert dbt_env("postgresql://u@h/d", dt.date(2025, 2, 1))["REFERRAL_RUN_DATE"] == "2025-02-01"
+    assert dbt_env("postgresql://u@h/d")["REFERRAL_RUN_DATE"] == ""
 
 
 def test_dbt_env_comes_from_the_one_warehouse_url():
@@ -30,6 +29,7 @@ def test_dbt_env_comes_from_the_one_warehouse_url():
         "REFERRAL_DBT_USER": "alice",
         "REFERRAL_DBT_PASSWORD": "s3cret",
         "REFERRAL_DBT_DBNAME": "wh",
+        "REFERRAL_RUN_DATE": "",
     }
     socket = dbt_env("postgresql://postgres@/referral?host=/tmp/x/data")
     assert socket["REFERRAL_DBT_HOST"] == "/tmp/x/data" and socket["REFERRAL_DBT_DBNAME"] == "referral"

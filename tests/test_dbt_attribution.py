@@ -36,10 +36,14 @@ def _dbt_build(url: str, work: Path, run_date: dt.date, *, unit_tests: bool = Tr
     one line per node that errored or failed (empty when the build succeeded)."""
     from dbt.cli.main import dbtRunner
 
-    env = {**dbt_env(url), "DBT_TARGET_PATH": str(work / "target"), "DBT_LOG_PATH": str(work / "logs")}
+    env = {
+        **dbt_env(url, run_date),
+        "DBT_TARGET_PATH": str(work / "target"),
+        "DBT_LOG_PATH": str(work / "logs"),
+    }
     # cautious: only the tests whose every parent is selected (not the tests of other models on these ones).
     args = [
-        *build_args(run_date, select=SELECTION, unit_tests=unit_tests),
+        *build_args(select=SELECTION, unit_tests=unit_tests),
         "--indirect-selection",
         "cautious",
         "--threads",

@@ -33,9 +33,12 @@ date_trunc('month', ({{ ts }}) at time zone 'UTC')::date
 {%- endmacro %}
 
 {% macro rewards_run_date() -%}
-{#- The nightly run's date (var run_date), else today's UTC date. -#}
-{%- if var('run_date', none) -%}
-cast('{{ var("run_date") }}' as date)
+{#- The nightly run's date: env var REFERRAL_RUN_DATE (YYYY-MM-DD, set by the pipeline for each run; an env var,
+    not a --vars value, so that dbt's partial parsing survives from one run to the next), or var run_date (dbt
+    unit tests), else today's UTC date. -#}
+{%- set run_date = var('run_date', none) or env_var('REFERRAL_RUN_DATE', '') -%}
+{%- if run_date -%}
+cast('{{ run_date }}' as date)
 {%- else -%}
 (now() at time zone 'UTC')::date
 {%- endif -%}

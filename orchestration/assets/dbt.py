@@ -40,12 +40,15 @@ project = dbt_project()
     backfill_policy=single_run_backfill,
 )
 def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
-    """`dbt build` with the run date as a var. One dbt invocation at a time per warehouse (advisory lock)."""
+    """`dbt build` with the run date in the environment. One dbt invocation at a time per warehouse (advisory lock)."""
     url = pipeline.url
-    os.environ.update(dbt_env(url))
+    os.environ.update(dbt_env(url, run_date(context)))
     with advisory_lock(url, DBT_LOCK):
         invocation = dbt.cli(
-            build_args(run_date(context)), context=context, raise_on_error=False, target_path=project.target_path
+            build_args(),
+            context=context,
+            raise_on_error=False,
+            target_path=project.target_path,
         )
         yield from invocation.stream()
     if not invocation.is_successful():
