@@ -11,6 +11,7 @@ nightly_job = define_asset_job(
     partitions_def=daily_partitions,
     description=(
         "Partition D: load dt=D of every source entity, load the program rules, build and test every dbt "
-        "model, then record and publish every payout period that ended before D (SPEC section 9)."
+        "model, then record and publish every payout period that ended before D (see docs/rules.md, Payout "
+        "batches)."
     ),
 )

@@ -1,8 +1,8 @@
 """The one daily partitions definition shared by every nightly asset.
 
 Partition D is the landing partition `dt=D`; the nightly run for D also publishes the payout periods that
-ended before D 00:00 UTC (SPEC section 9). The schedule runs partition D at 02:00 UTC on D+1, once the
-day's exports are complete."""
+ended before D 00:00 UTC (see docs/rules.md, When a period is published). The schedule runs partition D at
+02:00 UTC on D+1, once the day's exports are complete."""
 
 import datetime as dt
 

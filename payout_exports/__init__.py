@@ -1,4 +1,5 @@
-"""Payout batches (SPEC section 9): the ledger, deterministic files, publishing and reconciliation.
+"""Payout batches (see docs/rules.md, Payout batches): the ledger, deterministic files, publishing and
+reconciliation.
 
 Plain Python on purpose: the orchestration drives it, finance tools and tests call it directly.
 

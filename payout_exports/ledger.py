@@ -1,6 +1,7 @@
-"""The payout ledger (SPEC section 9): which periods are due, what is due in each, and recording a batch in
-one transaction. A recorded batch is immutable: its rows are never updated or deleted (triggers refuse it);
-the only change allowed is its status going from `recorded` to `published` once its files are out."""
+"""The payout ledger (see docs/rules.md, Payout batches): which periods are due, what is due in each, and
+recording a batch in one transaction. A recorded batch is immutable: its rows are never updated or deleted
+(triggers refuse it); the only change allowed is its status going from `recorded` to `published` once its
+files are out."""
 
 from __future__ import annotations
 
@@ -564,7 +565,10 @@ def record_due_batches(
     log: Callable[[str], object] = print,
     inputs: Inputs = DEFAULT_INPUTS,
 ) -> list[BatchResult]:
-    """Record, oldest first and one transaction each, every period due for a run on run_date (SPEC 9)."""
+    """Record, oldest first and one transaction each, every period due for a run on run_date.
+
+    Which periods are due: see docs/rules.md, When a period is published.
+    """
     results = []
     with psycopg.connect(url) as conn:
         conn.execute("set timezone = 'UTC'")

@@ -1,4 +1,4 @@
-"""Payout periods (SPEC section 9): UTC calendar months, written YYYY-MM."""
+"""Payout periods (see docs/rules.md, Payout batches): UTC calendar months, written YYYY-MM."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Deterministic rendering of a recorded batch (SPEC section 9): the same ledger always gives the same bytes."""
+"""Deterministic rendering of a recorded batch (see docs/rules.md, The published files): the same ledger
+always gives the same bytes."""
 
 from __future__ import annotations
 

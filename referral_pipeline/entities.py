@@ -1,4 +1,5 @@
-"""The landing-zone input contract (SPEC section 4): every source entity, its columns and their types.
+"""The landing-zone input contract (see docs/rules.md, Inputs): every source entity, its columns and their
+types.
 
 This module is the single description of the inputs. The loader validates against it, the raw-table DDL is
 generated from it, and the sample-data generator writes files that follow it.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-# Column value types of SPEC section 4.
+# Column value types of the landing contract (see docs/rules.md, Values).
 TEXT, TIMESTAMP, DATE, BOOL, DECIMAL, INTEGER, ENUM, CURRENCY, EMAIL, DOMAIN = (
     "text",
     "timestamp",
@@ -264,7 +265,7 @@ ENTITIES: tuple[Entity, ...] = (
             _c("created_at", TIMESTAMP, req=True),
         ),
         key=("link_code",),
-        # SPEC names no updated_at for links: the later partition, file and line win (like fx_rates).
+        # Links have no updated_at: the later partition, file and line win (like fx_rates).
         version_column=None,
     ),
     Entity(
@@ -316,7 +317,7 @@ ENTITIES: tuple[Entity, ...] = (
 ENTITIES_BY_PATH = {e.path: e for e in ENTITIES}
 SOURCES = tuple(dict.fromkeys(e.source for e in ENTITIES))
 
-# Lineage columns carried by every raw row (SPEC section 4, "Every loaded row carries lineage").
+# Lineage columns carried by every raw row (see docs/rules.md, What gets rejected, and where it goes).
 LINEAGE_COLUMNS = (
     ("_partition_date", "date not null"),
     ("_source_file", "text not null"),

@@ -1,4 +1,4 @@
-"""Seeded, realistic sample exports for the landing zone (SPEC sections 4-7).
+"""Seeded, realistic sample exports for the landing zone, following the program rules of docs/rules.md.
 
 `generate(out, start, days)` simulates a partner program over the window `[start, start + days)` and writes
 what the source systems would have exported, in the landing layout
@@ -532,7 +532,10 @@ class _Generator:
         return ".".join(str(self.rng.randint(1, 254)) for _ in range(4))
 
     def activity(self, email: str, t: datetime, code: str | None = None, style: str = "") -> None:
-        """A marketing activity; with `code`, one that carries a partner code (SPEC section 6)."""
+        """A marketing activity; with `code`, one that carries a partner code.
+
+        Partner codes: see docs/rules.md, Touchpoints and exclusions.
+        """
         page = self.rng.choice(("pricing", "demo", "webinar", "blog/partners", ""))
         utm = {"utm_source": None, "utm_medium": None, "utm_campaign": None, "utm_content": None}
         if code is None:
@@ -1042,7 +1045,9 @@ def generate(
     seed: int = 7,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Write `days` days of sample exports from `start` into `out_dir` (landing layout, SPEC section 4).
+    """Write `days` days of sample exports from `start` into `out_dir`, in the landing layout.
+
+    The layout is described in docs/rules.md, Inputs.
 
     Returns a summary: files written, rows per entity, duplicate event rows, and the rows the loader must
     reject (`rejects`: file relative to `out_dir`, line number, reason). Refuses to write into a landing

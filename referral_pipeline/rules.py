@@ -1,5 +1,5 @@
-"""Program rules (SPEC section 7): load the YAML file, validate it with errors that name the version and
-field, and write it to the warehouse schema `rules`, where dbt reads it as a source."""
+"""Program rules (see docs/rules.md, The rules file): load the YAML file, validate it with errors that name
+the version and field, and write it to the warehouse schema `rules`, where dbt reads it as a source."""
 
 from __future__ import annotations
 

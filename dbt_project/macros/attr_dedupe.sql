@@ -1,4 +1,4 @@
-{#- Landing de-duplication (SPEC section 4). File names compare in byte order (collate "C"). -#}
+{#- Landing de-duplication (see docs/rules.md, Entities). File names compare in byte order (collate "C"). -#}
 
 {#- Record entity: one row per key, the latest version: greatest version_column (when the entity has one),
     then the later partition date, the later file name, the later line. -#}

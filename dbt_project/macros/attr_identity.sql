@@ -1,5 +1,5 @@
-{#- Account keys (SPEC section 5). Domains and emails arrive normalised (lower-case; domain fields without a
-    leading www.). -#}
+{#- Account keys (see docs/rules.md, Identity: account keys). Domains and emails arrive normalised
+    (lower-case; domain fields without a leading www.). -#}
 
 {#- Whether a domain is a free-mail domain of the rules file. -#}
 {% macro attr_is_free_mail(domain) -%}

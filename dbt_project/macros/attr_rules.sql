@@ -1,5 +1,5 @@
-{#- Rules helpers (SPEC section 7): "the version in force at an instant is the one with the latest
-    effective_from on or before that instant's UTC date". -#}
+{#- Rules helpers (see docs/rules.md, Which version is in force): "the version in force at an instant is the
+    one with the latest effective_from on or before that instant's UTC date". -#}
 
 {#- The UTC calendar date of a timestamptz. -#}
 {% macro attr_utc_date(ts) -%}
@@ -16,8 +16,9 @@
     make_interval(hours => 24 * ({{ n }}))
 {%- endmacro %}
 
-{#- A numeric with 30 decimals, so that divisions by it or of it keep at least 20 significant digits (SPEC 6,
-    "Precision"); PostgreSQL's division keeps the larger display scale of its operands. -#}
+{#- A numeric with 30 decimals, so that divisions by it or of it keep at least 20 significant digits (credits
+    are exact, see docs/rules.md, The five models); PostgreSQL's division keeps the larger display scale of
+    its operands. -#}
 {% macro attr_precise(x) -%}
     round(({{ x }})::numeric, 30)
 {%- endmacro %}

@@ -1,5 +1,6 @@
-{#- URL helpers for partner codes (SPEC section 6), following Python's urllib.parse: the query is what follows
-    the first `?` up to `#`, pairs are split on `&`, `+` is a space and %XX escapes are decoded. -#}
+{#- URL helpers for partner codes (see docs/rules.md, Touchpoints and exclusions), following Python's
+    urllib.parse: the query is what follows the first `?` up to `#`, pairs are split on `&`, `+` is a space
+    and %XX escapes are decoded. -#}
 
 {#- Percent-decoding of a query component (`+` -> space, %XX -> byte, the bytes read as UTF-8). -#}
 {% macro attr_url_decode(expr) -%}

@@ -1,4 +1,4 @@
--- Each model's credits (payout included) sum to 1 per deal, to 1e-12 (SPEC 6, Models).
+-- Each model's credits (payout included) sum to 1 per deal, to 1e-12 (see docs/rules.md, The five models).
 select deal_id, model, sum(credit) as total
 from {{ ref('fct_attribution') }}
 group by deal_id, model

@@ -1,6 +1,7 @@
 {{ config(severity='error', store_failures=true, schema='data_quality_failures') }}
--- Every live deal converts to the program currency (SPEC 7, Money): a deal without a rate on or before its
--- date is a data error that stops the run (and so publishing). The failing rows say what to load.
+-- Every live deal converts to the program currency (see docs/rules.md, Money and FX): a deal without a rate
+-- on or before its date is a data error that stops the run (and so publishing). The failing rows say what to
+-- load.
 select
     deal_id,
     currency,

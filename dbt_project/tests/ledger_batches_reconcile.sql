@@ -1,5 +1,6 @@
 -- Per published batch and partner, the lines of fct_payout_ledger add up to the partner's payout (amount and
--- line count), and per batch to the batch's control totals (SPEC 9: payouts = lines = ledger).
+-- line count), and per batch to the batch's control totals (payouts = lines = ledger; see docs/finance.md,
+-- Verifying a batch).
 with lines as (
     select batch_id, partner_id, sum(amount) as amount, count(*) as line_count
     from {{ ref('fct_payout_ledger') }}

@@ -1,5 +1,6 @@
--- Every line of fct_payout_ledger settles its event (SPEC 9): previously_paid is the sum of the event's lines
--- in earlier published batches, previously_paid + amount = entitlement, and a line is never 0.
+-- Every line of fct_payout_ledger settles its event (see docs/rules.md, What is due in a period):
+-- previously_paid is the sum of the event's lines in earlier published batches, previously_paid + amount =
+-- entitlement, and a line is never 0.
 select batch_id, event_id, previously_paid, earlier_lines, entitlement, amount
 from (
     select

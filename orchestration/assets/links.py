@@ -1,4 +1,4 @@
-"""Raw landing tables of the `links` source system (SPEC section 4)."""
+"""Raw landing tables of the `links` source system (see docs/rules.md, Inputs)."""
 
 from .raw import source_assets
 

@@ -1,4 +1,5 @@
-"""The landing-zone loader (SPEC section 4): source export files -> raw tables, one partition at a time."""
+"""The landing-zone loader (see docs/rules.md, Inputs): source export files -> raw tables, one partition at a
+time."""
 
 from .loader import LoadResult, load_partition
 from .storage import LandingError, check_landing_root

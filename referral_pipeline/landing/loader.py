@@ -1,4 +1,4 @@
-"""Loading one landing partition (entity + day) into its raw table (SPEC section 4, "Loading rules").
+"""Loading one landing partition (entity + day) into its raw table (see docs/rules.md, Inputs).
 
 One partition loads in one transaction: the rows, rejected rows and load-batch record that the partition
 loaded before are deleted, the new valid rows are copied into `raw.{source}__{entity}` with their lineage,

@@ -1,4 +1,4 @@
-"""Value rules of the landing contract (SPEC section 4, "Values"): one parser per column type.
+"""Value rules of the landing contract (see docs/rules.md, Values): one parser per column type.
 
 Every parser takes the raw text of one field and returns the typed value, or raises ValueError with a short
 reason (the caller prefixes the field name). The rules, in one place:

@@ -1,8 +1,8 @@
--- Credits (SPEC section 6): one row per deal, partner on the path and model (first_touch, last_touch, linear,
--- time_decay, position_based). A partner's credit is the sum of its touches' weights (0 included);
--- touch_count is the number of the partner's touches on the path. linear, time_decay and position_based
--- credits divide once (the partner's share of the touches, of the raw decay weight, of the middle share), so a
--- partner holding every touch gets exactly 1 rather than a sum of rounded quotients.
+-- Credits (see docs/rules.md, Attribution): one row per deal, partner on the path and model (first_touch,
+-- last_touch, linear, time_decay, position_based). A partner's credit is the sum of its touches' weights (0
+-- included); touch_count is the number of the partner's touches on the path. linear, time_decay and
+-- position_based credits divide once (the partner's share of the touches, of the raw decay weight, of the
+-- middle share), so a partner holding every touch gets exactly 1 rather than a sum of rounded quotients.
 with weights as (
     select * from {{ ref('int_attribution__touch_weights') }}
 ),

@@ -1,7 +1,7 @@
--- The path of each deal (SPEC section 6): one row per deal and eligible touchpoint with the deal's account key
--- and created_at - lookback_days[touch_type] <= occurred_at <= created_at, using the rules version in force at
--- the deal's created_at. Deleted deals have no path. path_position orders the path by occurred_at, then
--- touch_type (referral, marketing, link_click), then touch_id.
+-- The path of each deal (see docs/rules.md, The path of a deal): one row per deal and eligible touchpoint
+-- with the deal's account key and created_at - lookback_days[touch_type] <= occurred_at <= created_at, using
+-- the rules version in force at the deal's created_at. Deleted deals have no path. path_position orders the
+-- path by occurred_at, then touch_type (referral, marketing, link_click), then touch_id.
 with deals as (
     select * from {{ ref('int_deals__enriched') }}
     where not is_deleted and account_key is not null

@@ -1,7 +1,7 @@
--- Payout credits (SPEC sections 6 and 8): one row per deal and partner with payout_credit > 0. The credit under
--- the attribution_model of the rules version in force at the deal's created_at, unless the deal has an
--- attribution override: then the latest override set (greatest override_set_id) replaces it, even where the
--- path is empty. Deleted deals have none.
+-- Payout credits (see docs/rules.md, The payout credit and overrides): one row per deal and partner with
+-- payout_credit > 0. The credit under the attribution_model of the rules version in force at the deal's
+-- created_at, unless the deal has an attribution override: then the latest override set (greatest
+-- override_set_id) replaces it, even where the path is empty. Deleted deals have none.
 with deals as (
     select * from {{ ref('int_deals__enriched') }}
     where not is_deleted

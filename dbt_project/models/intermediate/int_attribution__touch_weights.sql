@@ -1,7 +1,7 @@
--- Weights of each touch on a deal's path under the five models (SPEC section 6): one row per deal and touch.
--- With n touches at positions 1..n, each model's weights sum to 1 per deal. time_decay's raw weight is
--- 0.5 ^ (seconds before created_at / (half-life days * 86400)), normalised; computed in numeric with 30
--- decimals (trailing zeros trimmed).
+-- Weights of each touch on a deal's path under the five models (see docs/rules.md, The five models): one row
+-- per deal and touch. With n touches at positions 1..n, each model's weights sum to 1 per deal. time_decay's
+-- raw weight is 0.5 ^ (seconds before created_at / (half-life days * 86400)), normalised; computed in numeric
+-- with 30 decimals (trailing zeros trimmed).
 with paths as (
     select * from {{ ref('int_attribution__paths') }}
 ),

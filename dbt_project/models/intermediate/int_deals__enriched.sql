@@ -1,8 +1,9 @@
 
 -- One row per deal (latest version, deleted ones included) with what attribution and rewards need: the
--- program's "won" (SPEC 7), the account key (SPEC 5), the rules version in force at created_at, the fx rate
--- (latest rate_date on or before the UTC date of closed_at for won deals, of created_at otherwise) and the
--- commission base (amount minus reversals up to closed_at + clawback_days, converted, floored at 0).
+-- program's "won" (is_won, closed_at set, not deleted), the account key (see docs/rules.md, Identity: account
+-- keys), the rules version in force at created_at, the fx rate (latest rate_date on or before the UTC date of
+-- closed_at for won deals, of created_at otherwise) and the commission base (amount minus reversals up to
+-- closed_at + clawback_days, converted, floored at 0).
 with deals as (
     select * from {{ ref('stg_crm__deals') }}
 ),

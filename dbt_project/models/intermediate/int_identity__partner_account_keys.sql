@@ -1,5 +1,6 @@
--- Account keys a partner owns (SPEC section 5): `domain:{company_domain}` when the partner's company domain is
--- present and not free-mail, and the account key of the partner's own email. One row per partner and key.
+-- Account keys a partner owns (see docs/rules.md, Identity: account keys): `domain:{company_domain}` when the
+-- partner's company domain is present and not free-mail, and the account key of the partner's own email. One
+-- row per partner and key.
 with partners as (
     select * from {{ ref('stg_crm__partners') }}
 ),

@@ -1,5 +1,5 @@
--- Link-click identity (SPEC section 5): one row per visitor that converted, with the email of its earliest
--- conversion (by converted_at, then conversion_id) and that email's account key.
+-- Link-click identity (see docs/rules.md, Identity: account keys): one row per visitor that converted, with
+-- the email of its earliest conversion (by converted_at, then conversion_id) and that email's account key.
 with conversions as (
     select * from {{ ref('stg_links__conversions') }}
 ),

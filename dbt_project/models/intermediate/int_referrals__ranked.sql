@@ -1,5 +1,6 @@
 -- One row per referral (every status), with its touchpoint's account key and exclusion, its rank among the
--- registrations of its account (first-to-register) and whether its lead is a quality lead (SPEC section 7).
+-- registrations of its account (first-to-register) and whether its lead is a quality lead (see
+-- docs/rules.md, Reward events).
 with referrals as (
     select
         r.referral_id,

@@ -1,5 +1,6 @@
--- Every reward event that the current data earns (SPEC section 7), before its tier and amount: what it is, who
--- earns it, when, under which rules version, and the inputs of its amount. Grain: reward event.
+-- Every reward event that the current data earns (see docs/rules.md, Reward events), before its tier and
+-- amount: what it is, who earns it, when, under which rules version, and the inputs of its amount. Grain:
+-- reward event.
 with referral_bonus as (
     select
         'referral_bonus:' || referral_id as event_id,

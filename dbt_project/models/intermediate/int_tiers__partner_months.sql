@@ -1,6 +1,6 @@
 -- Partner x month x rules version: the partner's trailing revenue for events earned in that month under that
--- version, and the tier it reaches (SPEC section 7). Rows exist for every (partner, month, version) of a reward
--- event, and for every partner in the month of the run (for dim_partners).
+-- version, and the tier it reaches (see docs/rules.md, Tiers). Rows exist for every (partner, month, version)
+-- of a reward event, and for every partner in the month of the run (for dim_partners).
 -- Trailing revenue: won deals of a type eligible under that version, closed in [month - 12 months, month),
 -- summing commission base x payout credit, with what is known at this run.
 with keys as (

@@ -1,6 +1,7 @@
--- Every would-be touchpoint (SPEC section 6), resolved or not: accepted referrals, marketing activities with a
--- partner code, and link clicks. resolution says whether the partner code and the partner resolve; only
--- 'resolved' rows become touchpoints, the others are counted in data quality.
+-- Every would-be touchpoint (see docs/rules.md, Touchpoints and exclusions), resolved or not: accepted
+-- referrals, marketing activities with a partner code, and link clicks. resolution says whether the partner
+-- code and the partner resolve; only 'resolved' rows become touchpoints, the others are counted in data
+-- quality.
 with referrals as (
     select * from {{ ref('stg_crm__referrals') }}
 ),

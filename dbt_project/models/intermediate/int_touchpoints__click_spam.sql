@@ -1,6 +1,6 @@
--- Click-spam groups (SPEC section 6): one row per hashed ip, link_code and UTC date with more clicks than the
--- max_clicks_per_ip_per_day of the rules version in force on that date. Counted over all de-duplicated clicks
--- with an ip, resolved or not; every click of such a group is excluded.
+-- Click-spam groups (see docs/rules.md, Exclusions): one row per hashed ip, link_code and UTC date with more
+-- clicks than the max_clicks_per_ip_per_day of the rules version in force on that date. Counted over all
+-- de-duplicated clicks with an ip, resolved or not; every click of such a group is excluded.
 with clicks as (
     select * from {{ ref('int_touchpoints__clicks') }}
 ),

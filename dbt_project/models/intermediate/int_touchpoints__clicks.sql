@@ -1,6 +1,7 @@
--- Link clicks, incrementally (SPEC sections 4 and 6): one row per click_id, its first occurrence (partition,
--- file name, line), with the click's own fields and lineage only. Anything that can change after the click
--- landed (account key, click spam, exclusions, rules version) is computed downstream at query time.
+-- Link clicks, incrementally (see docs/rules.md, Entities; Touchpoints and exclusions): one row per
+-- click_id, its first occurrence (partition, file name, line), with the click's own fields and lineage only.
+-- Anything that can change after the click landed (account key, click spam, exclusions, rules version) is
+-- computed downstream at query time.
 --
 -- A nightly run reprocesses only the partitions whose current load batch this table has not seen (new days
 -- and reruns of old days); the post-hook drops clicks whose partition was reloaded without them and that no

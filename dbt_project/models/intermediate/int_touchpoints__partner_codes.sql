@@ -1,6 +1,6 @@
--- Partner codes of marketing activities (SPEC section 6): one row per activity that carries a code. The code
--- is the first non-blank `ref` query parameter of landing_url, else utm_content when lower-cased utm_medium
--- is partner, referral or affiliate; codes are trimmed.
+-- Partner codes of marketing activities (see docs/rules.md, Touchpoints and exclusions): one row per activity
+-- that carries a code. The code is the first non-blank `ref` query parameter of landing_url, else utm_content
+-- when lower-cased utm_medium is partner, referral or affiliate; codes are trimmed.
 with activities as (
     select * from {{ ref('stg_marketing__activities') }}
 ),

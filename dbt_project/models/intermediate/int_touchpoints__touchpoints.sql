@@ -1,5 +1,5 @@
--- Touchpoints (SPEC section 6): one row per resolved touch, with its exclusion_reason (null = eligible), in
--- precedence partner_not_active, self_referral, click_spam.
+-- Touchpoints (see docs/rules.md, Touchpoints and exclusions): one row per resolved touch, with its
+-- exclusion_reason (null = eligible), in precedence partner_not_active, self_referral, click_spam.
 with candidates as (
     select * from {{ ref('int_touchpoints__candidates') }}
     where resolution = 'resolved'

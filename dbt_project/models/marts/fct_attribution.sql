@@ -1,7 +1,7 @@
--- Attribution for analysts (SPEC sections 6 and 10): one row per deal, partner and model. The five models
--- have a row for every partner on the deal's path (credit 0 included); model 'payout' has a row for every
--- partner with payout credit > 0 (override or model). attributed_revenue = credit x commission base, 0 unless
--- the deal is won.
+-- Attribution for analysts (see docs/rules.md, Attribution): one row per deal, partner and model. The five
+-- models have a row for every partner on the deal's path (credit 0 included); model 'payout' has a row for
+-- every partner with payout credit > 0 (override or model). attributed_revenue = credit x commission base, 0
+-- unless the deal is won.
 with deals as (
     select * from {{ ref('int_deals__enriched') }}
 ),

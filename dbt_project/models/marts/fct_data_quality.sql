@@ -1,5 +1,6 @@
--- Data-quality counts for the data engineer and analysts (SPEC sections 4, 5, 6, 10): one row per check and
--- entity, zero counts included, so that a check that stops firing shows 0 rather than disappearing.
+-- Data-quality counts for the data engineer and analysts (see docs/rules.md, Inputs; Identity: account keys;
+-- Touchpoints and exclusions): one row per check and entity, zero counts included, so that a check that
+-- stops firing shows 0 rather than disappearing.
 {%- set entities = [
     'crm/partners', 'crm/companies', 'crm/contacts', 'crm/deals', 'crm/deal_stage_history', 'crm/referrals',
     'crm/deal_reversals', 'marketing/activities', 'links/links', 'links/clicks', 'links/conversions',

@@ -1,7 +1,8 @@
 {{ config(materialized='view') }}
--- One row per paid line of a published payout batch (SPEC sections 9 and 10). A view over the append-only
--- ledger that the payout step writes after dbt: always current, nothing to rebuild. Batches recorded but not yet
--- published are left out. Lines of one partner and batch share the partner's payout currency and fx rate.
+-- One row per paid line of a published payout batch (see docs/rules.md, Payout batches). A view over the
+-- append-only ledger that the payout step writes after dbt: always current, nothing to rebuild. Batches
+-- recorded but not yet published are left out. Lines of one partner and batch share the partner's payout
+-- currency and fx rate.
 select
     l.batch_id,
     b.period,

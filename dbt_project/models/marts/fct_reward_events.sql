@@ -1,8 +1,8 @@
 {{ config(materialized='view') }}
--- One row per reward event earned by the current data (SPEC section 7), with its payout status as of the
--- published ledger (SPEC section 9). Amounts are rounded once, to 2 places, half away from zero (PostgreSQL
--- round(numeric, 2)); events of 0.00 are kept. Approvals, disputes and holds are decided by the payout step;
--- this view only reports what the latest published batch decided.
+-- One row per reward event earned by the current data (see docs/rules.md, Reward events), with its payout
+-- status as of the published ledger (see docs/rules.md, Payout batches). Amounts are rounded once, to 2
+-- places, half away from zero (PostgreSQL round(numeric, 2)); events of 0.00 are kept. Approvals, disputes
+-- and holds are decided by the payout step; this view only reports what the latest published batch decided.
 --
 -- A view, so that the status follows the ledger, which the payout step writes after dbt. The payout step
 -- itself reads this view (its original columns only): the ledger joins add no rows, and the planner drops them
@@ -100,8 +100,8 @@ ledger as (
         on d.partner_id = e.partner_id
 ),
 
--- The latest published batch "considered" the event: payable by its cutoff, or paid before (SPEC 9), or held
--- by it.
+-- The latest published batch "considered" the event: payable by its cutoff, or paid before (see
+-- docs/rules.md, What is due in a period), or held by it.
 statuses as (
     select
         *,

@@ -1,4 +1,4 @@
--- Touchpoints for analysts (SPEC sections 6 and 10): one row per touchpoint.
+-- Touchpoints for analysts (see docs/rules.md, Touchpoints and exclusions): one row per touchpoint.
 select
     touch_id,
     touch_type,

@@ -1,5 +1,5 @@
--- Rows the loader rejected (SPEC section 4): one row per rejected physical line of the latest load of its
--- partition.
+-- Rows the loader rejected (see docs/rules.md, What gets rejected, and where it goes): one row per rejected
+-- physical line of the latest load of its partition.
 with source as (
     select * from {{ source('raw', 'rejected_rows') }}
 ),

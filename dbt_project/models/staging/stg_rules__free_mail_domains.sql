@@ -1,4 +1,4 @@
--- Free-mail domains of the rules file (SPEC section 5): one row per domain.
+-- Free-mail domains of the rules file (see docs/rules.md, Identity: account keys): one row per domain.
 with source as (
     select * from {{ source('rules', 'free_mail_domains') }}
 ),

@@ -1,4 +1,4 @@
--- Tier table of each rules version (SPEC section 7): one row per rules_version and tier_name.
+-- Tier table of each rules version (see docs/rules.md, Tiers): one row per rules_version and tier_name.
 with source as (
     select * from {{ source('rules', 'tiers') }}
 ),

@@ -1,5 +1,5 @@
--- Program rules versions (SPEC section 7): one row per version; in force from effective_from (inclusive) to
--- effective_to (exclusive, null for the latest).
+-- Program rules versions (see docs/rules.md, Which version is in force): one row per version; in force from
+-- effective_from (inclusive) to effective_to (exclusive, null for the latest).
 with source as (
     select * from {{ source('rules', 'versions') }}
 ),
