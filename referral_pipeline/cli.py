@@ -477,8 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to finish (reruns are idempotent)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _known_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        print(f"error: {' / '.join(lines)}", file=sys.stderr)  # always one line
         return 1
     except Exception as exc:  # a bug: one line here, the traceback in a file
         log = _settings().log_dir / "errors.log"

@@ -280,7 +280,10 @@ def parse_rules(text: str, file: str = "<rules>") -> ProgramRules:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RulesError(f"{file}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise RulesError(f"{file}:{where} not valid YAML: {problem}") from None
     ctx = _Ctx(file, "program")
     if not isinstance(raw, dict):
         raise RulesError(f"{file}: the rules file must be a YAML mapping")
