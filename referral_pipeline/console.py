@@ -28,6 +28,8 @@ class Reporter:
                 TimeElapsedColumn(),
                 console=Console(file=self.stream),
                 transient=True,
+                redirect_stdout=False,  # what the run prints goes to its log file, never above the bar
+                redirect_stderr=False,
             )
 
     def line(self, text: str) -> None:
