@@ -100,7 +100,7 @@ class _Listener:
             )
         elif "batches_recorded" in meta:
             recorded = meta["batches_recorded"] or []
-            self.report.line(f"  payout ledger: {', '.join(recorded) or 'no period due'} recorded")
+            self.report.line(f"  payout ledger: {', '.join(recorded) + ' recorded' if recorded else 'no period due'}")
         elif "batches_published" in meta:
             published = meta["batches_published"] or []
             self.report.line(f"  payout files: {', '.join(published) or 'nothing new'} published")
