@@ -296,7 +296,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     try:
-        return subprocess.call(command, cwd=settings.data_dir if settings.data_dir.is_dir() else None)
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # library warnings are not for the people using the UI
+        return subprocess.call(command, cwd=settings.data_dir if settings.data_dir.is_dir() else None, env=env)
     except KeyboardInterrupt:
         return 0
 
