@@ -1,12 +1,15 @@
 """Control commands for partner managers and finance (SPEC section 8): each writes one append-only, audited
-row set (who, when, why) and refuses bad input with a message that says what to do."""
+row set (who, when, why) and refuses bad input with a message that says what to do. The lists (held payout
+lines, disputes, overrides) return plain rows (dicts) for the command line to print."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import psycopg
+from psycopg.rows import dict_row
 
 
 class ControlError(ValueError):
@@ -28,24 +31,57 @@ def _actor(by: str, reason: str) -> tuple[str, str]:
     return by, reason
 
 
-def _exists(conn: psycopg.Connection, relation: str, column: str, value: str, what: str) -> bool:
+def format_utc(value: dt.datetime) -> str:
+    """A timestamp as the control answers and lists show it: UTC, to the second."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _lookup(
+    conn: psycopg.Connection, relation: str, column: str, value: str, columns: str = "1"
+) -> tuple | None:
     try:
-        row = conn.execute(f"select 1 from {relation} where {column} = %s limit 1", (value,)).fetchone()
+        return conn.execute(
+            f"select {columns} from {relation} where {column} = %s limit 1", (value,)
+        ).fetchone()
     except psycopg.errors.UndefinedTable:
         conn.rollback()
         raise ControlError(
             f"{relation} does not exist yet: run the nightly job first (referral-pipeline run --date ...)"
         ) from None
-    return row is not None
+
+
+def _exists(conn: psycopg.Connection, relation: str, column: str, value: str, what: str) -> bool:
+    return _lookup(conn, relation, column, value) is not None
 
 
 def approve(conn: psycopg.Connection, event_id: str, *, by: str, reason: str) -> int:
-    """Release a reward event from every hold. Returns the approval id."""
+    """Release a reward event from every hold. Returns the approval id. Refused, writing nothing, when the event
+    is already approved or already paid in full (there is no hold left to release)."""
     by, reason = _actor(by, reason)
     event_id = event_id.strip()
-    if not _exists(conn, "marts.fct_reward_events", "event_id", event_id, "event"):
+    event = _lookup(conn, "marts.fct_reward_events", "event_id", event_id, "amount")
+    if event is None:
         raise ControlError(f"unknown event {event_id!r}: see marts.fct_reward_events for event ids")
     with conn.transaction():
+        conn.execute("lock table controls.approvals in share row exclusive mode")
+        earlier = conn.execute(
+            "select created_by, created_at, reason from controls.approvals where event_id = %s "
+            "order by approval_id limit 1",
+            (event_id,),
+        ).fetchone()
+        if earlier:
+            raise ControlError(
+                f"{event_id} is already approved by {earlier[0]} at {format_utc(earlier[1])}: {earlier[2]}"
+            )
+        paid, batches = conn.execute(
+            "select sum(l.amount), string_agg(l.batch_id, ', ' order by b.period) "
+            "from payouts.ledger_lines l join payouts.batches b using (batch_id) where l.event_id = %s",
+            (event_id,),
+        ).fetchone()
+        if batches and paid == event[0]:
+            raise ControlError(
+                f"{event_id} is already paid in full ({paid:.2f} in {batches}): there is no hold to release"
+            )
         row = conn.execute(
             "insert into controls.approvals (event_id, created_by, reason) values (%s, %s, %s) returning approval_id",
             (event_id, by, reason),
@@ -147,3 +183,134 @@ def override(conn: psycopg.Connection, deal_id: str, credit_args: list[str], *, 
                 (set_id, deal_id, c.partner_id, c.credit, by, reason),
             )
     return set_id
+
+
+def withdraw_override(conn: psycopg.Connection, deal_id: str, *, by: str, reason: str) -> int:
+    """Withdraw the attribution override in force for a deal: one new audited row, nothing updated or deleted.
+    From the next run the deal has its computed attribution again. Returns the withdrawal id."""
+    by, reason = _actor(by, reason)
+    deal_id = (deal_id or "").strip()
+    if not deal_id:
+        raise ControlError("give the DEAL_ID whose attribution override to withdraw")
+    with conn.transaction():
+        conn.execute(
+            "lock table controls.attribution_overrides, controls.attribution_override_withdrawals "
+            "in share row exclusive mode"
+        )
+        if not overrides_list(conn, deal_id=deal_id, in_force_only=True):
+            raise ControlError(
+                f"deal {deal_id} has no attribution override in force, so there is nothing to withdraw "
+                f"(see `overrides list --deal {deal_id}`)"
+            )
+        row = conn.execute(
+            "insert into controls.attribution_override_withdrawals (deal_id, created_by, reason) "
+            "values (%s, %s, %s) returning withdrawal_id",
+            (deal_id, by, reason),
+        ).fetchone()
+    return row[0]
+
+
+# --- lists ------------------------------------------------------------------------------------------------
+
+
+def _rows(conn: psycopg.Connection, query: str, params: dict | tuple = ()) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def review_queue(conn: psycopg.Connection, period: str | None = None) -> tuple[dict | None, list[dict]]:
+    """The held lines of one payout batch with their reasons: the batch of `period` (YYYY-MM), by default the
+    latest recorded batch, whose queue is what is held now (every batch re-examines every unpaid line).
+    Returns (batch: batch_id, period, status, created_at; or None when no batch is recorded yet, rows). Each row:
+    event_id, event_type, partner_id, deal_id, referral_id, amount, payable_at, reasons, and approved_by /
+    approved_at when an approval recorded since releases the line in the next batch."""
+    where, params = "order by period desc limit 1", ()
+    if period is not None:
+        period = period.strip()
+        try:
+            dt.date.fromisoformat(f"{period}-01")
+        except ValueError:
+            raise ControlError(f"--period {period!r}: expected a month YYYY-MM, e.g. 2025-01") from None
+        where, params = "where period = %s", (period,)
+    batches = _rows(conn, f"select batch_id, period, status, created_at from payouts.batches {where}", params)
+    if not batches:
+        if period is None:
+            return None, []
+        recorded = conn.execute("select min(period), max(period) from payouts.batches").fetchone()
+        known = (
+            f"recorded periods are {recorded[0]} to {recorded[1]}" if recorded[0] else "none is recorded yet"
+        )
+        raise ControlError(f"no payout batch is recorded for period {period}: {known}")
+    batch = batches[0]
+    rows = _rows(
+        conn,
+        """
+        select r.event_id, r.event_type, r.partner_id, r.deal_id, r.referral_id, r.amount, r.payable_at,
+               r.reasons, a.created_by as approved_by, a.created_at as approved_at
+        from payouts.review_lines r
+        left join lateral (
+          select created_by, created_at from controls.approvals
+          where event_id = r.event_id order by approval_id limit 1
+        ) a on true
+        where r.batch_id = %s
+        order by r.partner_id, r.event_id
+        """,
+        (batch["batch_id"],),
+    )
+    return batch, rows
+
+
+def disputes_list(conn: psycopg.Connection, *, include_history: bool = False) -> list[dict]:
+    """Dispute actions, oldest first: by default the opening action of every open dispute (the latest action on
+    its subject is `open`, as the payout step decides), with include_history every open and resolve action.
+    Each row: dispute_action_id, subject_type, subject_id, action, created_by, created_at, reason."""
+    return _rows(
+        conn,
+        """
+        with actions as (
+          select *, row_number() over (
+            partition by subject_type, subject_id order by created_at desc, dispute_action_id desc
+          ) = 1 as latest
+          from controls.disputes
+        )
+        select dispute_action_id, subject_type, subject_id, action, created_by, created_at, reason
+        from actions where %(all)s or (latest and action = 'open')
+        order by created_at, dispute_action_id
+        """,
+        {"all": include_history},
+    )
+
+
+def overrides_list(
+    conn: psycopg.Connection, *, deal_id: str | None = None, in_force_only: bool = True
+) -> list[dict]:
+    """Attribution override actions, per deal oldest first: sets (action `override`, credits `PARTNER=SHARE, ...`) and
+    withdrawals (action `withdraw`). Sets and withdrawal ids share one sequence and the latest action per deal
+    wins, as in the dbt staging model; status is `in force` for a deal's latest action, else `superseded` or
+    `withdrawn` by the action after it. in_force_only keeps the sets in force. Each row: action_id, deal_id,
+    action, credits, created_by, created_at, reason, status."""
+    return _rows(
+        conn,
+        """
+        with actions as (
+          select override_set_id as action_id, deal_id, 'override' as action,
+                 string_agg(partner_id || '=' || credit::text, ', ' order by partner_id) as credits,
+                 min(created_by) as created_by, min(created_at) as created_at, min(reason) as reason
+          from controls.attribution_overrides group by override_set_id, deal_id
+          union all
+          select withdrawal_id, deal_id, 'withdraw', '', created_by, created_at, reason
+          from controls.attribution_override_withdrawals
+        ),
+        statuses as (
+          select *, case lead(action) over (partition by deal_id order by action_id)
+                      when 'override' then 'superseded' when 'withdraw' then 'withdrawn' else 'in force'
+                    end as status
+          from actions
+        )
+        select action_id, deal_id, action, credits, created_by, created_at, reason, status from statuses
+        where (%(deal)s::text is null or deal_id = %(deal)s)
+          and (not %(in_force)s or (status = 'in force' and action = 'override'))
+        order by deal_id, action_id
+        """,
+        {"deal": deal_id.strip() if deal_id else None, "in_force": in_force_only},
+    )

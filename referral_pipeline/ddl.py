@@ -113,6 +113,15 @@ create table if not exists controls.attribution_overrides (
   created_at timestamptz not null default clock_timestamp()
 );
 create sequence if not exists controls.attribution_override_set_seq;
+-- Withdrawals of a deal's override (append-only). Ids come from the override set sequence, so a deal's sets and
+-- withdrawals are ordered: its latest action wins (a withdrawal returns the deal to its computed attribution).
+create table if not exists controls.attribution_override_withdrawals (
+  withdrawal_id bigint primary key default nextval('controls.attribution_override_set_seq'),
+  deal_id text not null,
+  created_by text not null,
+  reason text not null,
+  created_at timestamptz not null default clock_timestamp()
+);
 """
 
 
