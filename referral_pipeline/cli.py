@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("deal_id", metavar="DEAL_ID", help="the deal")
     o.add_argument(
-        "--credit", action="append", default=[], required=True, metavar="PARTNER_ID=SHARE",
+        "--credit", action="append", default=[], metavar="PARTNER_ID=SHARE",
         help="a partner's share; repeat for each partner; shares sum to 1",
     )  # fmt: skip
     o.add_argument("--by", required=True, type=_nonblank, metavar="NAME", help="who overrides")

@@ -192,18 +192,23 @@ def add_override_withdraw(override_parser: argparse.ArgumentParser, run: Run) ->
     set_credits, withdraw = override_parser.get_default("func"), run(cmd_override_withdraw)
 
     def dispatch(args: argparse.Namespace) -> int:
+        # A wrong combination is a usage error (exit 2), found before the warehouse is touched.
         if args.deal_id == "withdraw":
             if not args.withdraw_deal_id:
-                raise ControlError("give the deal: override withdraw DEAL_ID --by NAME --reason TEXT")
+                override_parser.error("give the deal: override withdraw DEAL_ID --by NAME --reason TEXT")
             if getattr(args, "credit", None):
-                raise ControlError(
+                override_parser.error(
                     "override withdraw takes no --credit: it returns the deal to its computed attribution"
                 )
             return withdraw(args)
         if args.withdraw_deal_id:
-            raise ControlError(
+            override_parser.error(
                 f"unexpected argument {args.withdraw_deal_id!r}: use `override DEAL_ID --credit PARTNER_ID=SHARE ...`"
                 " or `override withdraw DEAL_ID`"
+            )
+        if not getattr(args, "credit", None):
+            override_parser.error(
+                "give at least one --credit PARTNER_ID=SHARE (or `override withdraw DEAL_ID`)"
             )
         return set_credits(args)
 

@@ -4,7 +4,6 @@ through the command-line layer (referral_pipeline.cli_controls) on a real wareho
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 
 import psycopg
@@ -12,44 +11,22 @@ import pytest
 from test_payout_helpers import event, set_events, set_partners, setup_inputs
 
 import payout_exports
-from referral_pipeline.cli_controls import add_commands, add_override_withdraw
-from referral_pipeline.controls import ControlError, approve, override
+from referral_pipeline.cli import build_parser
+from referral_pipeline.controls import ControlError, approve
 from referral_pipeline.rules import load_rules, write_rules
 from referral_pipeline.warehouse import ensure_schema
 
-from golden import dbt_build, load_days
+from golden import dbt_build, load_days, scoped_env
 
 PARTNERS = [("P1", "Partner One", "active", True, "USD"), ("P3", "Partner Three", "suspended", False, "USD")]
 DISPUTE = "insert into controls.disputes (subject_type, subject_id, action, created_by, reason) values (%s, %s, %s, %s, %s)"
 
 
 def cli(url: str, *argv: str) -> int:
-    """Parse and run argv with the commands of cli_controls, plus an `override` parser shaped like the main
-    CLI's (DEAL_ID --credit ... --by --reason) with the withdraw form added."""
-
-    def run(handler):
-        def func(args):
-            with psycopg.connect(url) as conn:
-                return handler(args, conn)
-
-        return func
-
-    def set_credits(args, conn):
-        print(f"set {override(conn, args.deal_id, args.credit, by=args.by, reason=args.reason)}")
-        return 0
-
-    parser = argparse.ArgumentParser(prog="referral-pipeline")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub, run)
-    o = sub.add_parser("override")
-    o.add_argument("deal_id")
-    o.add_argument("--credit", action="append", default=[])
-    o.add_argument("--by", required=True)
-    o.add_argument("--reason", required=True)
-    o.set_defaults(func=run(set_credits))
-    add_override_withdraw(o, run)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The real command line, in-process, on the warehouse at `url`."""
+    with scoped_env({"REFERRAL_WAREHOUSE_URL": url}):
+        args = build_parser().parse_args(argv)
+        return args.func(args)
 
 
 def out(capsys) -> list[str]:
@@ -218,8 +195,10 @@ def test_override_withdraw_is_audited_and_the_deal_gets_its_computed_attribution
         (["withdraw", "--by", "x", "--reason", "y"], "give the deal"),
         (["withdraw", "D-00001", *credits, "--by", "x", "--reason", "y"], "takes no --credit"),
         (["D-00001", "D-00002", *credits, "--by", "x", "--reason", "y"], "unexpected argument 'D-00002'"),
+        (["D-00001", "--by", "x", "--reason", "y"], "give at least one --credit"),
     ]:
-        with pytest.raises(ControlError, match=message):
+        with pytest.raises(SystemExit) as usage:  # a usage error: exit 2, before the warehouse is touched
             cli(url, "override", *argv)
+        assert usage.value.code == 2 and message in capsys.readouterr().err
     assert count(url, "controls.attribution_override_withdrawals") == 1
     assert build_and_read_payout_credits() == computed
