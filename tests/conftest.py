@@ -51,6 +51,31 @@ def golden_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def golden_nightly(golden_dir: Path, new_database, tmp_path_factory) -> dict:
+    """The golden example's nightly job, run once per session through the real Dagster job as its two backfill
+    runs, recorded in one Dagster instance. Tests read it (and may add control rows); none republishes."""
+    from dagster import DagsterInstance
+
+    from orchestration.run import run_nightly
+
+    from golden import RANGES, pipeline_env
+
+    url = new_database("golden")
+    exports = tmp_path_factory.mktemp("golden-exports")
+    instance = DagsterInstance.ephemeral()
+    with pipeline_env(url, golden_dir / "landing", exports, golden_dir / "program_rules.yml") as env:
+        run_ids = [run_nightly(s, e, log_level="WARNING", instance=instance).run_id for s, e in RANGES]
+    return {
+        "url": url,
+        "exports": exports,
+        "golden": golden_dir,
+        "env": env,
+        "instance": instance,
+        "run_ids": run_ids,
+    }
+
+
+@pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of a server on which tests may create databases. REFERRAL_TEST_SERVER: 'embedded' (default)
     starts a private pgserver for the session; any postgresql:// URL uses that server instead."""

@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import os
 from decimal import Decimal
 from pathlib import Path
+
+# The golden example's nightly job as two backfill runs; payouts are published by the runs dated 2025-02-01 and
+# 2025-03-01, as with daily runs (see docs/decisions.md; the day-by-day equivalence is in test_nightly_runs.py).
+RANGES = [(dt.date(2025, 1, 1), dt.date(2025, 2, 1)), (dt.date(2025, 2, 2), dt.date(2025, 3, 1))]
+PERIODS = ["2025-01", "2025-02"]
+
+
+@contextlib.contextmanager
+def scoped_env(env: dict[str, str]):
+    """Set environment variables for the block, then restore what was there."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def pipeline_env(url: str, landing: Path, exports: Path, rules: Path):
+    """The pipeline's settings for the block: warehouse, landing, exports, rules."""
+    return scoped_env(
+        {
+            "REFERRAL_WAREHOUSE_URL": url,
+            "REFERRAL_LANDING_URI": str(landing),
+            "REFERRAL_EXPORT_URI": str(exports),
+            "REFERRAL_RULES_FILE": str(rules),
+        }
+    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

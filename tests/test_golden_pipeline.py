@@ -1,51 +1,26 @@
 """The golden example end to end, through the real Dagster job (loads, rules, dbt build, payouts): every
 mart and published batch must equal the expected outputs exactly (to the cent, credits to 1e-9).
 
-The nightly job runs as two backfill runs, 2025-01-01..2025-02-01 and 2025-02-02..2025-03-01: payouts are
-published by the runs dated 2025-02-01 and 2025-03-01, as with daily runs (see docs/decisions.md; the
-day-by-day equivalence is tested in test_nightly_runs.py)."""
+The nightly job runs once per test session (fixture `golden_nightly`), as the two backfill runs of
+golden.RANGES."""
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import os
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from golden import assert_same_rows, query_rows, read_csv
-
-RANGES = [(dt.date(2025, 1, 1), dt.date(2025, 2, 1)), (dt.date(2025, 2, 2), dt.date(2025, 3, 1))]
-PERIODS = ["2025-01", "2025-02"]
+from golden import PERIODS, assert_same_rows, query_rows, read_csv, scoped_env
 
 
 @pytest.fixture(scope="module")
-def golden_run(golden_dir: Path, new_database, tmp_path_factory):
-    from orchestration.run import run_nightly
-
-    url = new_database("golden")
-    exports = tmp_path_factory.mktemp("exports")
-    env = {
-        "REFERRAL_WAREHOUSE_URL": url,
-        "REFERRAL_LANDING_URI": str(golden_dir / "landing"),
-        "REFERRAL_EXPORT_URI": str(exports),
-        "REFERRAL_RULES_FILE": str(golden_dir / "program_rules.yml"),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        for start, end in RANGES:
-            run_nightly(start, end, log_level="WARNING")
-        yield {"url": url, "exports": exports, "golden": golden_dir}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def golden_run(golden_nightly):
+    """The session's golden run, with its settings in the environment (the CLI tests below read them)."""
+    with scoped_env(golden_nightly["env"]):
+        yield golden_nightly
 
 
 def test_rejected_rows(golden_run):

@@ -9,11 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
+
+from golden import pipeline_env
 
 START, END = dt.date(2025, 1, 1), dt.date(2025, 1, 8)
 SKIP_COLUMNS = {
@@ -25,26 +26,6 @@ SKIP_COLUMNS = {
     "started_at",
     "finished_at",
 }
-
-
-@contextmanager
-def pipeline_env(url: str, landing: Path, exports: Path, rules: Path):
-    env = {
-        "REFERRAL_WAREHOUSE_URL": url,
-        "REFERRAL_LANDING_URI": str(landing),
-        "REFERRAL_EXPORT_URI": str(exports),
-        "REFERRAL_RULES_FILE": str(rules),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def snapshot(url: str, schemas=("raw", "marts")) -> dict[str, list[tuple]]:

@@ -97,6 +97,7 @@ def test_the_installed_wheel_runs_the_demo_without_the_source_tree(tmp_path):
         demo = run("demo", "--days", "32")
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "2025-01 [published]" in demo.stdout
+        assert "loaded crm/deals" in demo.stdout and "dbt build (models and tests)" in demo.stdout
         assert "Traceback" not in demo.stdout + demo.stderr and "Warning" not in demo.stderr
 
         show = run("payouts", "show", "--period", "2025-01")

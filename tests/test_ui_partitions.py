@@ -7,41 +7,31 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterInstance
-from test_golden_pipeline import RANGES
-from test_nightly_runs import pipeline_env
+from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
 
-from orchestration.run import RANGE_END_TAG, RANGE_START_TAG
 from referral_pipeline.entities import ENTITIES
 
-from golden import read_csv
+from golden import read_csv, scoped_env
 
 PAYOUT_BATCH = AssetKey("payout_batch")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @pytest.fixture(scope="module")
-def nightly(golden_dir, new_database, tmp_path_factory):
-    """The golden example's two backfill runs of the nightly job, recorded in one Dagster instance."""
+def nightly(golden_nightly):
+    """The golden example's two backfill runs of the nightly job (the session's), recorded in one Dagster
+    instance."""
     from orchestration.definitions import defs
 
-    url = new_database("ui")
-    exports = tmp_path_factory.mktemp("exports")
-    with (
-        DagsterInstance.ephemeral() as instance,
-        pipeline_env(url, golden_dir / "landing", exports, golden_dir / "program_rules.yml"),
-    ):
-        job = defs.resolve_job_def("nightly")
-        results = []
-        for start, end in RANGES:
-            result = job.execute_in_process(
-                instance=instance,
-                run_config=QUIET,
-                tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
-            )
-            assert result.success
-            results.append(result)
-        yield {"defs": defs, "instance": instance, "results": results, "golden": golden_dir}
+    with scoped_env(golden_nightly["env"]):
+        yield {**golden_nightly, "defs": defs}
+
+
+def run_events(instance: DagsterInstance, run_id: str, event_type: DagsterEventType) -> list:
+    return [
+        r.event_log_entry.dagster_event
+        for r in instance.get_records_for_run(run_id, of_type=event_type).records
+    ]
 
 
 def materialized_partitions(instance: DagsterInstance, key: AssetKey) -> list[str]:
@@ -66,8 +56,9 @@ def test_published_months_are_materialized_partitions_of_payout_batch(nightly):
     assert set(expected_keys(golden)) <= valid
 
     # the run that published a month materialized it, with the batch id and period in the metadata
-    for result, period in zip(nightly["results"], ["2025-01", "2025-02"], strict=True):
-        [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == PAYOUT_BATCH]
+    for run_id, period in zip(nightly["run_ids"], ["2025-01", "2025-02"], strict=True):
+        materializations = run_events(instance, run_id, DagsterEventType.ASSET_MATERIALIZATION)
+        [event] = [e for e in materializations if e.asset_key == PAYOUT_BATCH]
         materialization = event.step_materialization_data.materialization
         assert materialization.partition == f"{period}-01"
         assert materialization.metadata["batch_id"].value == f"batch-{period}"
@@ -93,6 +84,7 @@ def test_every_raw_asset_reported_its_checks_in_each_run(nightly):
         for e in ENTITIES
         for name in ("rows_loaded", "rejected_share")
     }
-    for result in nightly["results"]:
-        got = {AssetCheckKey(e.asset_key, e.check_name) for e in result.get_asset_check_evaluations()}
+    for run_id in nightly["run_ids"]:
+        evaluations = run_events(nightly["instance"], run_id, DagsterEventType.ASSET_CHECK_EVALUATION)
+        got = {e.asset_check_evaluation_data.asset_check_key for e in evaluations}
         assert expected <= got
