@@ -29,8 +29,14 @@ def test_every_python_package_of_the_source_tree_is_packaged():
 
 
 def _source_copy(dest: Path) -> Path:
-    """The repository's tracked files (what a clone has), copied to `dest`."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    """The source tree as a clone would have it (tracked and new files, not ignored ones), copied to `dest`."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for rel in filter(None, files.stdout.split("\0")):
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
