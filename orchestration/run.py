@@ -63,7 +63,9 @@ class _Listener:
         event = entry.dagster_event
         if event is None:
             return
-        if event.is_step_failure:
+        if event.is_step_start and event.step_key == "dbt_models":
+            self.report.line(f"  dbt build started: {self.dbt_total} models and tests")
+        elif event.is_step_failure:
             message = _root_message(event.step_failure_data.error)
             self.failures.append((event.step_key, message))
             self.report.line(f"  FAILED {event.step_key}: {message}")
@@ -100,7 +102,9 @@ class _Listener:
             )
         elif "batches_recorded" in meta:
             recorded = meta["batches_recorded"] or []
-            self.report.line(f"  payout ledger: {', '.join(recorded) + ' recorded' if recorded else 'no period due'}")
+            self.report.line(
+                f"  payout ledger: {', '.join(recorded) + ' recorded' if recorded else 'no period due'}"
+            )
         elif "batches_published" in meta:
             published = meta["batches_published"] or []
             self.report.line(f"  payout files: {', '.join(published) or 'nothing new'} published")
@@ -154,6 +158,10 @@ def run_nightly(
         dbt_total=len(dbt_models.keys) + len(dbt_models.check_keys),
     )
     instance.add_event_listener(run_id, listener)
+    days = (end - start).days + 1
+    listener.report.line(
+        f"  starting Dagster run {run_id[:8]} ({days} day{'s' if days > 1 else ''}; instance: {_where(instance)})"
+    )
     if output_log is None:
         result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
     else:
@@ -169,6 +177,10 @@ def run_nightly(
     if not result.success or result.dagster_run.status != DagsterRunStatus.SUCCESS:
         raise RunFailed(_failure_summary(listener.failures) or _first_failure(result))
     return RunSummary(run_id=result.run_id, start=start, end=end)
+
+
+def _where(instance: DagsterInstance) -> str:
+    return instance.root_directory if instance.is_persistent else "in memory"
 
 
 def _failure_summary(failures: list[tuple[str, str]]) -> str:
