@@ -1,15 +1,30 @@
-"""Benchmark: generate sample exports, load them, build dbt, and print throughput figures.
+"""Benchmarks. Prints figures; asserts nothing.
 
-    python scripts/benchmark.py [--scale medium] [--days 30] [--server URL]
+    python scripts/benchmark.py ingest [--rows 1000000] [--rounds 3] [--server URL]
+    python scripts/benchmark.py pipeline [--scale medium] [--days 30] [--server URL]
 
-Uses a throw-away database on --server (default: the embedded server) and a temporary landing folder.
-Prints figures; asserts nothing."""
+`ingest`: for a CSV entity (marketing/activities) and a JSONL entity (links/clicks), writes one landing file
+of --rows synthetic rows (valid except about 0.1% that the loader rejects, shaped like the exports of
+referral_pipeline/generate.py), then times, in alternating rounds on the same server:
+- `load_partition` of that file (the loader, everything included: validation, IP hashing, lineage, rejected
+  rows, one transaction), into a freshly emptied raw table;
+- the anchor: `COPY ... FROM STDIN` of the same file's bytes into a fresh untyped table without indexes, as
+  text: the CSV file with `(FORMAT csv, HEADER)` into one text column per header field, the JSONL file with
+  each line into a single text column.
+It prints both rates per round, the best of each, and the ratio of the best rates (loader / raw COPY).
+
+`pipeline`: generates sample exports (referral_pipeline/generate.py), loads every partition, builds dbt.
+
+Uses a throw-away database on --server (default: the embedded server) and a temporary folder."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
+import random
+import resource
 import subprocess
 import tempfile
 import time
@@ -20,15 +35,236 @@ import psycopg
 
 from referral_pipeline.config import DBT_PROJECT_DIR, DEFAULT_IP_HASH_KEY, Settings
 from referral_pipeline.dbt_cli import build_args, dbt_env
-from referral_pipeline.entities import ENTITIES
+from referral_pipeline.entities import ENTITIES, entity
 from referral_pipeline.generate import generate
 from referral_pipeline.landing import load_partition
 from referral_pipeline.rules import load_rules, write_rules
 from referral_pipeline.warehouse import ensure_schema, start_embedded
 
+DAY = dt.date(2025, 1, 7)
+CSV_ENTITY, JSONL_ENTITY = entity("marketing/activities"), entity("links/clicks")
+ACTIVITY_TYPES = ("form_fill", "email_click", "webinar_attended", "content_download")
+UTM = (
+    ("google", "cpc", "q1", ""),
+    ("linkedin", "social", "brand", ""),
+    ("newsletter", "email", "", ""),
+    ("", "", "", ""),
+    ("partner-site", "Partner", "partners", " PC-0042 "),
+    ("bing", "cpc", "brand", "ad-variant-b"),
+)
+PAGES = ("pricing", "demo", "webinar", "blog/partners", "")
+AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X)",
+    "Mozilla/5.0 (X11; Linux x86_64)",
+)
+REFERERS = ("", "", "https://blog.partner.example/post", "https://news.example.org/", "https://t.co/x1")
+COUNTRIES = ("US", "US", "US", "GB", "DE", "FR", "CA", "NL", "ES", "AU")
+OFFSETS = tuple(dt.timezone(dt.timedelta(minutes=m)) for m in (120, -300, 540, 330, 60, -480))
+
+
+def _timestamps(rng: random.Random, n: int) -> list[str]:
+    """Event times over DAY, as exports write them: mostly `Z`, some with another offset, some without one."""
+    t0 = dt.datetime.combine(DAY, dt.time(), dt.UTC)
+    seconds = sorted(rng.randrange(86400) for _ in range(n))
+    out = []
+    for s in seconds:
+        t = t0 + dt.timedelta(seconds=s)
+        r = rng.random()
+        if r < 0.8:
+            out.append(t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        elif r < 0.9:
+            out.append(t.astimezone(rng.choice(OFFSETS)).isoformat(timespec="seconds"))
+        else:
+            out.append(t.strftime("%Y-%m-%dT%H:%M:%S"))
+    return out
+
+
+def _email(rng: random.Random, i: int) -> str:
+    e = f"first.last{i % 40000}@{'corp' if i % 3 else 'example'}{i % 900}.com"
+    r = rng.random()
+    return e.upper() if r < 0.04 else f" {e} " if r < 0.06 else e
+
+
+def write_activities(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    header = "activity_id,email,activity_type,occurred_at,utm_source,utm_medium,utm_campaign,utm_content,landing_url"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(header + "\n")
+        for start in range(0, rows, 50_000):
+            n = min(50_000, rows - start)
+            lines = []
+            for i, ts in enumerate(_timestamps(rng, n), start=start):
+                src, medium, campaign, content = rng.choice(UTM)
+                url = f"https://www.example.com/{rng.choice(PAGES)}" + (f"?utm_source={src}" if src else "")
+                kind = ACTIVITY_TYPES[i % 4] if i % 1000 != 999 else "page_view"  # 0.1% rejected
+                lines.append(
+                    f"ACT-{i:08d},{_email(rng, rng.randrange(rows))},{kind},{ts},{src},{medium},{campaign},"
+                    f"{content},{url}\n"
+                )
+            f.write("".join(lines))
+
+
+def write_clicks(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        visitor, ip, left = 0, None, 0
+        for start in range(0, rows, 50_000):
+            n = min(50_000, rows - start)
+            lines = []
+            for i, ts in enumerate(_timestamps(rng, n), start=start):
+                if not left:  # a visitor clicks one to three times, from one IP address (or none)
+                    visitor, left = visitor + 1, rng.randint(1, 3)
+                    ip = ".".join(str(rng.randint(1, 254)) for _ in range(4)) if rng.random() < 0.9 else None
+                left -= 1
+                obj = {
+                    "click_id": f"clk-{i:09d}",
+                    "link_code": f"LNK{rng.randrange(5000):05d}",
+                    "clicked_at": ts if i % 1000 != 999 else "2025-13-45T25:00:00Z",  # 0.1% rejected
+                    "visitor_id": f"v-{visitor:08d}",
+                    "user_agent": rng.choice(AGENTS),
+                    "country": rng.choice(COUNTRIES),
+                    "referer_url": rng.choice(REFERERS),
+                }
+                if ip:
+                    obj["ip_address"] = ip
+                lines.append(json.dumps({k: v for k, v in obj.items() if v}, ensure_ascii=False) + "\n")
+            f.write("".join(lines))
+
+
+def _checkpoint(url: str) -> None:
+    """Start each timed step from the same state: no dirty buffers or WAL of the previous step to write."""
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("checkpoint")
+    except psycopg.Error:
+        pass
+
+
+def raw_copy(url: str, path: Path, csv_format: bool) -> float:
+    """Seconds to COPY the file's bytes as text into a fresh untyped table (the anchor)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if csv_format:
+            header = path.open(encoding="utf-8").readline().strip().split(",")
+            columns = ", ".join(f'"{h}" text' for h in header)
+            options = "format csv, header true"
+        else:
+            columns, options = "line text", "format csv, quote e'\\x01', delimiter e'\\x02'"
+        conn.execute(f"drop table if exists bench_anchor; create table bench_anchor ({columns})")
+    _checkpoint(url)
+    started = time.perf_counter()
+    with (
+        psycopg.connect(url) as conn,
+        conn.cursor() as cur,
+        cur.copy(f"copy bench_anchor from stdin ({options})") as copy,
+        path.open("rb") as f,
+    ):
+        while data := f.read(1 << 20):
+            copy.write(data)
+    return time.perf_counter() - started
+
+
+def loader(url: str, landing: Path, e) -> tuple[float, int, int]:
+    """Seconds to load the partition with `load_partition` into emptied raw tables; rows loaded, rejected."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"truncate raw.{e.table}, raw.rejected_rows, raw.load_batches")
+    _checkpoint(url)
+    started = time.perf_counter()
+    result = load_partition(url, e, DAY, str(landing), ip_hash_key=DEFAULT_IP_HASH_KEY, log=lambda m: None)
+    return time.perf_counter() - started, result.rows_loaded, result.rows_rejected
+
+
+def ingest(url: str, rows: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        landing = Path(tmp)
+        files = []
+        for e, name, write in (
+            (CSV_ENTITY, "activities-part-0000.csv", write_activities),
+            (JSONL_ENTITY, "clicks-part-0000.jsonl", write_clicks),
+        ):
+            folder = landing / e.path / f"dt={DAY.isoformat()}"
+            folder.mkdir(parents=True)
+            t = time.perf_counter()
+            write(folder / name, rows)
+            files.append((e, folder / name))
+            size = (folder / name).stat().st_size
+            print(f"wrote {e.path}: {rows} rows, {size / 2**20:.0f} MiB in {time.perf_counter() - t:.1f} s")
+        print(
+            "anchor = COPY FROM STDIN of the same file's bytes, as text, into a fresh untyped table without"
+            " indexes\n        (CSV: FORMAT csv, HEADER into one text column per field; JSONL: each line into"
+            " one text column)"
+        )
+        summary = []
+        for e, path in files:
+            best_copy = best_load = 0.0
+            for n in range(1, rounds + 1):
+                secs = raw_copy(url, path, e.format == "csv")
+                copy_rate = rows / secs
+                load_secs, loaded, rejected = loader(url, landing, e)
+                load_rate = (loaded + rejected) / load_secs
+                best_copy, best_load = max(best_copy, copy_rate), max(best_load, load_rate)
+                print(
+                    f"{e.path:<21} round {n}: raw COPY {copy_rate:>9,.0f} rows/s ({secs:6.2f} s)   loader"
+                    f" {load_rate:>9,.0f} rows/s ({load_secs:6.2f} s, {loaded} loaded, {rejected} rejected)"
+                    f"   ratio {load_rate / copy_rate:.2f}"
+                )
+            summary.append((e.path, best_load, best_copy))
+        print("best of each:")
+        for path, best_load, best_copy in summary:
+            print(
+                f"  {path:<21} loader {best_load:>9,.0f} rows/s   raw COPY {best_copy:>9,.0f} rows/s"
+                f"   ratio {best_load / best_copy:.2f}"
+            )
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak memory of this process (writing the files included): {peak:.0f} MiB")
+
+
+def pipeline(url: str, scale: str, days: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = dt.date(2025, 1, 1)
+        t = time.perf_counter()
+        generate(Path(tmp), start, days, scale=scale, seed=7, log=lambda m: None)
+        print(f"generate  {scale} x {days} days: {time.perf_counter() - t:8.2f} s")
+        rows = 0
+        t = time.perf_counter()
+        for i in range(days):
+            day = start + dt.timedelta(days=i)
+            for e in ENTITIES:
+                rows += load_partition(
+                    url, e, day, tmp, ip_hash_key=DEFAULT_IP_HASH_KEY, log=lambda m: None
+                ).rows_loaded
+        secs = time.perf_counter() - t
+        print(f"load      {rows} rows in {secs:8.2f} s = {rows / secs:10.0f} rows/s")
+    with psycopg.connect(url) as conn:
+        write_rules(conn, load_rules(Settings.from_env().rules_file))
+    env = {**os.environ, **dbt_env(url)}
+    run_date = start + dt.timedelta(days=days - 1)
+    for label in ("dbt build (first)", "dbt build (again)"):
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [
+                "dbt",
+                *build_args(run_date),
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--quiet",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        status = "ok" if proc.returncode == 0 else f"FAILED ({proc.stdout[-300:]})"
+        print(f"{label:<18}: {time.perf_counter() - t:8.2f} s {status}")
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("part", nargs="?", default="pipeline", choices=["ingest", "pipeline"])
+    ap.add_argument("--rows", type=int, default=1_000_000, help="ingest: rows per file")
+    ap.add_argument("--rounds", type=int, default=3, help="ingest: alternating rounds of raw COPY and loader")
     ap.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--server", default=None, help="PostgreSQL URL of a server to create the database on")
@@ -41,43 +277,10 @@ def main() -> None:
     url = psycopg.conninfo.make_conninfo(server, dbname=name)
     try:
         ensure_schema(url)
-        with tempfile.TemporaryDirectory() as tmp:
-            start = dt.date(2025, 1, 1)
-            t = time.perf_counter()
-            generate(Path(tmp), start, args.days, scale=args.scale, seed=7, log=lambda m: None)
-            print(f"generate  {args.scale} x {args.days} days: {time.perf_counter() - t:8.2f} s")
-            rows = 0
-            t = time.perf_counter()
-            for i in range(args.days):
-                day = start + dt.timedelta(days=i)
-                for e in ENTITIES:
-                    rows += load_partition(
-                        url, e, day, tmp, ip_hash_key=DEFAULT_IP_HASH_KEY, log=lambda m: None
-                    ).rows_loaded
-            secs = time.perf_counter() - t
-            print(f"load      {rows} rows in {secs:8.2f} s = {rows / secs:10.0f} rows/s")
-        with psycopg.connect(url) as conn:
-            write_rules(conn, load_rules(Settings.from_env().rules_file))
-        env = {**os.environ, **dbt_env(url)}
-        run_date = start + dt.timedelta(days=args.days - 1)
-        for label in ("dbt build (first)", "dbt build (again)"):
-            t = time.perf_counter()
-            proc = subprocess.run(
-                [
-                    "dbt",
-                    *build_args(run_date),
-                    "--project-dir",
-                    str(DBT_PROJECT_DIR),
-                    "--profiles-dir",
-                    str(DBT_PROJECT_DIR),
-                    "--quiet",
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            status = "ok" if proc.returncode == 0 else f"FAILED ({proc.stdout[-300:]})"
-            print(f"{label:<18}: {time.perf_counter() - t:8.2f} s {status}")
+        if args.part == "ingest":
+            ingest(url, args.rows, args.rounds)
+        else:
+            pipeline(url, args.scale, args.days)
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"drop database if exists {name} with (force)")

@@ -3,8 +3,10 @@
 One partition loads in one transaction: the rows, rejected rows and load-batch record that the partition
 loaded before are deleted, the new valid rows are copied into `raw.{source}__{entity}` with their lineage,
 the rejected rows into `raw.rejected_rows`, and one row is added to `raw.load_batches`. Rows are written with
-PostgreSQL COPY. A transaction-scoped advisory lock per partition serialises concurrent loads of the same
-partition, so a rerun never duplicates a row.
+PostgreSQL COPY in binary format, converted column by column a few MB at a time (`readers.read_batches`), while
+the server stores the previous batch; rejected rows wait in a temporary file (spilled to disk past a few MB)
+until the valid rows are in. A transaction-scoped advisory lock per partition serialises concurrent loads of
+the same partition, so a rerun never duplicates a row.
 
 Choices where the spec is silent:
 - The landing root must exist and be listable (`check_landing_root`), or the load fails before anything is
@@ -25,19 +27,27 @@ Choices where the spec is silent:
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import IO
 
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
-from ..entities import LINEAGE_COLUMNS, Entity
-from .readers import CSV_SUFFIXES, JSONL_SUFFIXES, FileError, Rejected, accepts, read_file
+from ..entities import Entity
+from .columns import SIGNATURE, TRAILER, RowFormat
+from .readers import CSV_SUFFIXES, JSONL_SUFFIXES, Batch, FileError, Rejected, accepts, read_batches
 from .storage import LandingError, LandingFile, check_landing_root, list_partition, partition_relpath
 
 MAX_LOGGED_REJECTIONS = 20  # per file; the rest are counted
+_SPOOL_BYTES = 16 * 1024 * 1024  # rejected rows kept in memory before they spill to a temporary file
+_REJECTED_COLUMNS = (
+    "entity, _partition_date, _source_file, _line_number, raw_line, reason, _load_batch_id, _loaded_at"
+)
 
 
 @dataclass
@@ -70,31 +80,41 @@ def load_partition(
     if not files:
         log(f"{part}: no data files; loading zero rows (replaces any previous load of this partition)")
 
-    loaded, rejected = 0, []
-    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+    loaded, rejected = 0, 0
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        conn.transaction(),
+        tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool,
+    ):
         conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"landing:{part}",))
         _delete_previous(conn, entity, day)
-        with conn.cursor() as cur, cur.copy(_copy_sql(entity)) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(RowFormat.copy_sql(entity), writer=QueuedLibpqWriter(cur)) as copy,
+        ):
+            copy.write(SIGNATURE)
             for f in files:
-                lineage = (day, f.relpath)
-                file_loaded, file_rejected = 0, []
-                for item in _read(f, entity, part, ip_hash_key, log):
-                    if isinstance(item, Rejected):
-                        file_rejected.append(item)
-                    else:
-                        copy.write_row((*item.values, *lineage, item.line, batch_id, started))
-                        file_loaded += 1
-                _log_file(f, file_loaded, file_rejected, log)
+                fmt = RowFormat(entity, day, f.relpath, batch_id, started)
+                file_loaded, file_rejected, first_rejected = 0, 0, []
+                for batch in _read(f, entity, part, fmt, ip_hash_key, log):
+                    if batch.data:
+                        copy.write(batch.data)
+                    file_loaded += batch.loaded
+                    file_rejected += len(batch.rejected)
+                    first_rejected += batch.rejected[: MAX_LOGGED_REJECTIONS - len(first_rejected)]
+                    _spool_rejected(spool, entity, day, f.relpath, batch, batch_id, started)
+                _log_file(f, file_loaded, file_rejected, first_rejected, log)
                 loaded += file_loaded
-                rejected += [(f.relpath, r) for r in file_rejected]
-        _write_rejected(conn, entity, day, rejected, batch_id, started)
+                rejected += file_rejected
+            copy.write(TRAILER)
+        _write_rejected(conn, spool)
         conn.execute(
             "insert into raw.load_batches (load_batch_id, entity, partition_date, files, rows_loaded,"
             " rows_rejected, started_at, finished_at) values (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
-            (batch_id, entity.path, day, [f.relpath for f in files], loaded, len(rejected), started),
+            (batch_id, entity.path, day, [f.relpath for f in files], loaded, rejected, started),
         )
-    log(f"{part}: loaded {loaded} rows, rejected {len(rejected)} (batch {batch_id})")
-    return LoadResult(entity.path, day, [f.relpath for f in files], loaded, len(rejected), batch_id)
+    log(f"{part}: loaded {loaded} rows, rejected {rejected} (batch {batch_id})")
+    return LoadResult(entity.path, day, [f.relpath for f in files], loaded, rejected, batch_id)
 
 
 def _data_files(landing_uri: str, entity: Entity, day: date, log: Callable[[str], None]) -> list[LandingFile]:
@@ -110,15 +130,17 @@ def _data_files(landing_uri: str, entity: Entity, day: date, log: Callable[[str]
     return [f for f in listed if accepts(entity, f.name)]
 
 
-def _read(f: LandingFile, entity: Entity, part: str, ip_hash_key: str, log: Callable[[str], None]):
-    """The file's rows and rejections; any problem with the file itself becomes a LandingError."""
+def _read(
+    f: LandingFile, entity: Entity, part: str, fmt: RowFormat, ip_hash_key: str, log: Callable[[str], None]
+):
+    """The file's batches; any problem with the file itself becomes a LandingError."""
     what_to_do = (
         f"Nothing of partition {part} was loaded and its previous load is kept; "
         "fix or replace the file in the landing zone and rerun the day."
     )
     try:
         with f.open() as stream:
-            yield from read_file(entity, f.relpath, stream, ip_hash_key=ip_hash_key, log=log)
+            yield from read_batches(entity, f.relpath, stream, fmt, ip_hash_key=ip_hash_key, log=log)
     except FileError as e:
         raise LandingError(f"{f.relpath}: {e}. {what_to_do}") from None
     except OSError as e:
@@ -129,21 +151,14 @@ def _read(f: LandingFile, entity: Entity, part: str, ip_hash_key: str, log: Call
         raise
 
 
-def _log_file(f: LandingFile, loaded: int, rejected: list[Rejected], log: Callable[[str], None]) -> None:
-    log(f"{f.relpath}: {loaded} rows, {len(rejected)} rejected")
-    for r in rejected[:MAX_LOGGED_REJECTIONS]:
+def _log_file(
+    f: LandingFile, loaded: int, rejected: int, first_rejected: list[Rejected], log: Callable[[str], None]
+) -> None:
+    log(f"{f.relpath}: {loaded} rows, {rejected} rejected")
+    for r in first_rejected:
         log(f"{f.relpath} line {r.line}: rejected: {r.reason}")
-    if len(rejected) > MAX_LOGGED_REJECTIONS:
-        log(
-            f"{f.relpath}: ... and {len(rejected) - MAX_LOGGED_REJECTIONS} more rejected rows (raw.rejected_rows)"
-        )
-
-
-def _copy_sql(entity: Entity) -> sql.Composed:
-    columns = [c.column_name for c in entity.columns] + [name for name, _ in LINEAGE_COLUMNS]
-    return sql.SQL("copy {} ({}) from stdin").format(
-        sql.Identifier("raw", entity.table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+    if rejected > MAX_LOGGED_REJECTIONS:
+        log(f"{f.relpath}: ... and {rejected - MAX_LOGGED_REJECTIONS} more rejected rows (raw.rejected_rows)")
 
 
 def _delete_previous(conn: psycopg.Connection, entity: Entity, day: date) -> None:
@@ -155,14 +170,38 @@ def _delete_previous(conn: psycopg.Connection, entity: Entity, day: date) -> Non
     conn.execute("delete from raw.load_batches where entity = %s and partition_date = %s", (entity.path, day))
 
 
-def _write_rejected(
-    conn, entity: Entity, day: date, rejected: list, batch_id: str, loaded_at: datetime
-) -> None:
-    if not rejected:
-        return
-    columns = (
-        "entity, _partition_date, _source_file, _line_number, raw_line, reason, _load_batch_id, _loaded_at"
+def _copy_text(value: object) -> str:
+    """A value as a field of COPY's text format."""
+    text = (
+        value if isinstance(value, str) else value.isoformat() if hasattr(value, "isoformat") else str(value)
     )
-    with conn.cursor() as cur, cur.copy(f"copy raw.rejected_rows ({columns}) from stdin") as copy:
-        for relpath, r in rejected:
-            copy.write_row((entity.path, day, relpath, r.line, r.raw_line, r.reason, batch_id, loaded_at))
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _spool_rejected(
+    spool: IO[bytes],
+    entity: Entity,
+    day: date,
+    relpath: str,
+    batch: Batch,
+    batch_id: str,
+    loaded_at: datetime,
+) -> None:
+    """Rejected rows as lines of COPY text data, to be copied once the valid rows are in."""
+    if batch.rejected:
+        head = "\t".join(map(_copy_text, (entity.path, day, relpath)))
+        tail = "\t".join(map(_copy_text, (batch_id, loaded_at)))
+        lines = (
+            f"{head}\t{r.line}\t{_copy_text(r.raw_line)}\t{_copy_text(r.reason)}\t{tail}\n"
+            for r in batch.rejected
+        )
+        spool.write("".join(lines).encode())
+
+
+def _write_rejected(conn: psycopg.Connection, spool: IO[bytes]) -> None:
+    if not spool.tell():
+        return
+    spool.seek(0)
+    with conn.cursor() as cur, cur.copy(f"copy raw.rejected_rows ({_REJECTED_COLUMNS}) from stdin") as copy:
+        while data := spool.read(1 << 20):
+            copy.write(data)

@@ -3,24 +3,38 @@
 Line numbers are physical lines of the decompressed file: a CSV header is line 1 and a record whose quoted
 field spans several lines has the number of the line where it starts; a JSONL file's first line is line 1.
 Blank lines are skipped (they are neither rows nor rejections) but still counted.
+
+Two readers share these rules. `read_file` reads row by row (`Row` and `Rejected` items); it is the reference.
+`read_batches`, which the loader uses, reads a file in chunks of a few MB and converts each chunk column by
+column into COPY BINARY rows (see `columns`): the rows of a chunk that the column-wise path cannot take as
+they are (a CSV line holding a quote, a NUL or a stray carriage return, a wrong number of fields, a line that
+is not a flat JSON object of text values, any value that breaks a rule) go through the same row-at-a-time
+code as `read_file`, so every row value and every rejection (reason, raw line, hashed IP) is the same.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import json
+import operator
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import IO
 
+import orjson
+
 from ..entities import Entity
+from .columns import Codec, RowFormat, positions
 from .values import hash_ip, parse_row
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
+CHUNK_BYTES = 1 << 21  # decompressed bytes read at a time by read_batches
 
 
 class FileError(Exception):
@@ -40,9 +54,21 @@ class Rejected:
     reason: str
 
 
+@dataclass
+class Batch:
+    """A chunk of one file: its valid rows as COPY BINARY data, and its rejected rows in line order."""
+
+    data: bytes
+    loaded: int
+    rejected: list[Rejected] = field(default_factory=list)
+
+
 def accepts(entity: Entity, name: str) -> bool:
     """Whether a file name is a data file of the entity's format."""
     return name.endswith(CSV_SUFFIXES if entity.format == "csv" else JSONL_SUFFIXES)
+
+
+# --- the row-at-a-time reader (the reference) ----------------------------------------------------------------
 
 
 def read_file(
@@ -69,12 +95,20 @@ def _text_lines(binary: IO[bytes], gzipped: bool) -> Iterator[str]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise FileError(f"line {number} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+                raise _not_utf8(number, e) from None
             yield text.removeprefix("\ufeff") if number == 1 else text
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        where = f" after line {number}" if number else ""
-        what = "cannot be decompressed as gzip" if gzipped else "cannot be read"
-        raise FileError(f"{what}{where}: {e}") from None
+        raise _unreadable(e, number, gzipped) from None
+
+
+def _not_utf8(number: int, e: UnicodeDecodeError) -> FileError:
+    return FileError(f"line {number} is not valid UTF-8 ({e.reason} at byte {e.start})")
+
+
+def _unreadable(e: BaseException, lines_read: int, gzipped: bool) -> FileError:
+    where = f" after line {lines_read}" if lines_read else ""
+    what = "cannot be decompressed as gzip" if gzipped else "cannot be read"
+    return FileError(f"{what}{where}: {e}")
 
 
 class _LineFeed:
@@ -118,9 +152,8 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[int, str, list[str] | None,
             yield start, raw, fields, None
 
 
-def _read_csv(entity: Entity, lines: Iterable[str], *, ip_hash_key: str, log) -> Iterator[Row | Rejected]:
-    records = _records(lines)
-    header_record = next(records, None)
+def _csv_header(header_record: tuple | None, entity: Entity, log) -> list[str]:
+    """The header's column names (trimmed, lower-case); FileError for a header the file cannot load with."""
     if header_record is None:
         raise FileError("is empty: a CSV file needs a header row")
     _, _, header, error = header_record
@@ -137,13 +170,30 @@ def _read_csv(entity: Entity, lines: Iterable[str], *, ip_hash_key: str, log) ->
     extra = [h for h in header if h not in known]
     if extra:
         log(f"ignoring unknown column(s) {', '.join(extra)}")
+    return header
+
+
+def _csv_item(
+    entity: Entity,
+    header: list[str],
+    line: int,
+    raw: str,
+    fields: list[str] | None,
+    error: str | None,
+    key: str,
+) -> Row | Rejected:
+    if error:
+        return Rejected(line, raw, error)
+    if len(fields) != len(header):
+        return Rejected(line, raw, f"expected {len(header)} fields as in the header, got {len(fields)}")
+    return _validate(entity, dict(zip(header, fields, strict=True)), line, raw, key)
+
+
+def _read_csv(entity: Entity, lines: Iterable[str], *, ip_hash_key: str, log) -> Iterator[Row | Rejected]:
+    records = _records(lines)
+    header = _csv_header(next(records, None), entity, log)
     for line, raw, fields, error in records:
-        if error:
-            yield Rejected(line, raw, error)
-        elif len(fields) != len(header):
-            yield Rejected(line, raw, f"expected {len(header)} fields as in the header, got {len(fields)}")
-        else:
-            yield _validate(entity, dict(zip(header, fields, strict=True)), line, raw, ip_hash_key)
+        yield _csv_item(entity, header, line, raw, fields, error, ip_hash_key)
 
 
 def _json_text(value: object) -> str | None:
@@ -159,34 +209,35 @@ def _json_text(value: object) -> str | None:
     return str(value)
 
 
+def _jsonl_item(entity: Entity, known: set, extra: set, line: int, text: str, key: str) -> Row | Rejected:
+    """A non-blank JSONL line as a row or a rejection; unknown field names are added to `extra`."""
+    raw = _raw([text])
+    try:
+        # Numbers are kept as written (parse_float/parse_int), so that the decimal rules see the text.
+        obj = json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
+    except ValueError as e:
+        return Rejected(line, _redact_json(entity, raw, key), f"not valid JSON: {e}")
+    if not isinstance(obj, dict):
+        return Rejected(line, _redact_json(entity, raw, key), "not a JSON object")
+    extra.update(k for k in obj if k not in known)
+    fields, errors = {}, []
+    for name, value in obj.items():
+        if name in known:
+            try:
+                fields[name] = _json_text(value)
+            except ValueError as e:
+                errors.append(f"{name}: {e}")
+    if errors:
+        return Rejected(line, _redact(entity, raw, fields, key), "; ".join(errors))
+    return _validate(entity, fields, line, raw, key)
+
+
 def _read_jsonl(entity: Entity, lines: Iterable[str], *, ip_hash_key: str, log) -> Iterator[Row | Rejected]:
     known = {c.name for c in entity.columns}
     extra: set[str] = set()
     for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        raw = _raw([text])
-        try:
-            # Numbers are kept as written (parse_float/parse_int), so that the decimal rules see the text.
-            obj = json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
-        except ValueError as e:
-            yield Rejected(line, _redact_json(entity, raw, ip_hash_key), f"not valid JSON: {e}")
-            continue
-        if not isinstance(obj, dict):
-            yield Rejected(line, _redact_json(entity, raw, ip_hash_key), "not a JSON object")
-            continue
-        extra.update(k for k in obj if k not in known)
-        fields, errors = {}, []
-        for key, value in obj.items():
-            if key in known:
-                try:
-                    fields[key] = _json_text(value)
-                except ValueError as e:
-                    errors.append(f"{key}: {e}")
-        if errors:
-            yield Rejected(line, _redact(entity, raw, fields, ip_hash_key), "; ".join(errors))
-        else:
-            yield _validate(entity, fields, line, raw, ip_hash_key)
+        if text.strip():
+            yield _jsonl_item(entity, known, extra, line, text, ip_hash_key)
     if extra:
         log(f"ignoring unknown field(s) {', '.join(sorted(extra))}")
 
@@ -217,3 +268,310 @@ def _redact_json(entity: Entity, raw: str, key: str) -> str:
             pattern = re.compile(rf'("{re.escape(col.name)}"\s*:\s*")([^"]*)(")')
             raw = pattern.sub(lambda m: m[1] + f"hmac-sha256:{hash_ip(m[2].strip(), key)}" + m[3], raw)
     return raw
+
+
+# --- the batch reader (what the loader uses) -------------------------------------------------------------------
+
+
+def read_batches(
+    entity: Entity,
+    relpath: str,
+    stream: IO[bytes],
+    fmt: RowFormat,
+    *,
+    ip_hash_key: str,
+    log: Callable[[str], None],
+) -> Iterator[Batch]:
+    """The file's valid rows as COPY BINARY data in `fmt`, and its rejections, chunk by chunk in line order.
+    Raises FileError for a file that cannot be loaded (like `read_file`, with the same messages)."""
+    gzipped = relpath.endswith(".gz")
+    chunks = _Chunks(gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream, gzipped)
+    file_log = lambda msg: log(f"{relpath}: {msg}")  # noqa: E731
+    if entity.format == "csv":
+        yield from _CsvBatches(entity, chunks, fmt, ip_hash_key).batches(file_log)
+    else:
+        yield from _jsonl_batches(entity, chunks, fmt, ip_hash_key, file_log)
+
+
+class _Chunks:
+    """The decoded lines of a file, a few MB at a time: (text, lines without their newline, number of the
+    first line). The last line of the file has no newline if `final_newline` is False once it is read.
+
+    Errors surface where the row-at-a-time reader meets them: the lines before a line that is not UTF-8 are
+    returned first, and the error is raised by the next call."""
+
+    def __init__(self, binary: IO[bytes], gzipped: bool):
+        self._read = binary.read1 if gzipped else binary.read
+        self._gzipped = gzipped
+        self._carry = b""
+        self._eof = False
+        self._error: FileError | None = None
+        self.lines_read = 0
+        self.final_newline = True
+
+    def __iter__(self) -> Iterator[tuple[str, list[str], int]]:
+        return self
+
+    def __next__(self) -> tuple[str, list[str], int]:
+        if self._error:
+            raise self._error
+        while not self._eof:
+            try:
+                data = self._read(CHUNK_BYTES)
+            except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+                raise _unreadable(e, self.lines_read, self._gzipped) from None
+            if not data:
+                self._eof = True
+                if self._carry:
+                    self.final_newline = False
+                    return self._decoded(self._carry, final=True)
+                break
+            if self._carry:
+                data = self._carry + data
+            cut = data.rfind(b"\n") + 1
+            self._carry = data[cut:]
+            if cut:
+                return self._decoded(data[:cut] if self._carry else data, final=False)
+        raise StopIteration
+
+    def _decoded(self, data: bytes, final: bool) -> tuple[str, list[str], int]:
+        first = self.lines_read + 1
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            start = data.rfind(b"\n", 0, e.start) + 1  # the line that holds the error, decoded alone
+            end = data.find(b"\n", e.start)
+            try:
+                data[start : len(data) if end < 0 else end + 1].decode("utf-8")
+            except UnicodeDecodeError as in_line:
+                e = in_line
+            self._error = _not_utf8(first + data.count(b"\n", 0, start), e)
+            if not start:
+                raise self._error from None
+            data, final = data[:start], False
+            text = data.decode("utf-8")
+        if first == 1:
+            text = text.removeprefix("\ufeff")
+        lines = text.split("\n")
+        if not final:
+            lines.pop()  # the text ends with a newline
+        self.lines_read += len(lines)
+        return text, lines, first
+
+    def ending(self, lines: list[str], i: int) -> str:
+        """Line `i` of a chunk with its line ending, as the row-at-a-time reader sees it."""
+        last = i == len(lines) - 1 and not self.final_newline and self._eof and not self._carry
+        return lines[i] if last else lines[i] + "\n"
+
+
+def _without(items: list, drop: Iterable[int]) -> tuple[list, list[bool]]:
+    """`items` without the positions in `drop`, and the keep-mask used."""
+    keep = [True] * len(items)
+    for i in drop:
+        keep[i] = False
+    return list(compress(items, keep)), keep
+
+
+def _added(numbers: Iterable[int], first: int) -> list[int]:
+    return list(map(first.__add__, numbers))
+
+
+class _CsvBatches:
+    """CSV chunks -> batches. A line with no quote, NUL, stray carriage return or over-long field is a record
+    of its own, split on commas; the record starting at any other line is read by csv.reader exactly as
+    `_records` reads it (possibly over several lines, beyond the chunk)."""
+
+    def __init__(self, entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str):
+        self.entity = entity
+        self.chunks = chunks
+        self.fmt = fmt
+        self.key = key
+        self.limit = csv.field_size_limit()
+        # the current chunk; `pos` is its next line to read
+        self.text, self.lines, self.base, self.pos = "", [], 1, 0
+        self._special_of: list[str] | None = None
+        self._special: list[int] = []
+
+    def _next_chunk(self) -> bool:
+        chunk = next(self.chunks, None)
+        if chunk is None:
+            return False
+        self.text, self.lines, self.base = chunk
+        self.pos = 0
+        return True
+
+    def _feed(self) -> Iterator[str]:
+        """The remaining lines one at a time with their line ending, pulling chunks as needed."""
+        while True:
+            while self.pos < len(self.lines):
+                self.pos += 1
+                yield self.chunks.ending(self.lines, self.pos - 1)
+            if not self._next_chunk():
+                return
+
+    def batches(self, log: Callable[[str], None]) -> Iterator[Batch]:
+        self.header = _csv_header(next(_records(self._feed()), None), self.entity, log)
+        self.width = len(self.header)
+        index = {name: i for i, name in enumerate(self.header)}
+        self.columns = [(index.get(c.name), Codec(c, self.key)) for c in self.entity.columns]
+        while self.pos < len(self.lines) or self._next_chunk():
+            batch = Batch(b"", 0)
+            parts: list[bytes] = []
+            while self.pos < len(self.lines):
+                special = self._special_lines()
+                k = bisect.bisect_left(special, self.pos)
+                if k < len(special):
+                    self._fast(special[k], batch, parts)
+                    self._exact_record(batch, parts)  # may go on into the next chunk
+                else:
+                    self._fast(len(self.lines), batch, parts)
+            batch.data = b"".join(parts)
+            batch.rejected.sort(key=operator.attrgetter("line"))
+            yield batch
+
+    def _special_lines(self) -> list[int]:
+        """The chunk's lines that csv.reader must read (computed once per chunk)."""
+        if self._special_of is self.lines:
+            return self._special
+        text, lines = self.text, self.lines
+        special: set[int] = set()
+        for char in ('"', "\x00"):
+            if char in text:
+                special.update(positions(map(operator.contains, lines, repeat(char))))
+        if "\r" in text:
+            special.update(
+                positions(map(operator.contains, map(str.removesuffix, lines, repeat("\r")), repeat("\r")))
+            )
+        if lines and max(map(len, lines)) > self.limit:
+            special.update(positions(map(self.limit.__lt__, map(len, lines))))
+        if self.width < 2:  # a blank line would pass for a record of one empty field
+            special = set(range(len(lines)))
+        self._special_of, self._special = lines, sorted(special)
+        return self._special
+
+    def _exact_record(self, batch: Batch, parts: list[bytes]) -> None:
+        start = self.base + self.pos
+        feed = _LineFeed(self._feed())
+        try:
+            fields, error = next(csv.reader(feed, strict=True)), None
+        except csv.Error as e:
+            fields, error = None, f"malformed CSV record: {e}"
+        raw = _raw(feed.taken)
+        if error or raw.strip():
+            self._add(_csv_item(self.entity, self.header, start, raw, fields, error, self.key), batch, parts)
+
+    def _add(self, item: Row | Rejected, batch: Batch, parts: list[bytes]) -> None:
+        if isinstance(item, Rejected):
+            batch.rejected.append(item)
+        else:
+            parts.append(self.fmt.row(item.values, item.line))
+            batch.loaded += 1
+
+    def _one_line(self, line: int, text: str, batch: Batch, parts: list[bytes]) -> None:
+        """A line that is a record of its own (no quote) through the row-at-a-time path."""
+        if text.strip():
+            self._add(
+                _csv_item(self.entity, self.header, line, text, text.split(","), None, self.key), batch, parts
+            )
+
+    def _fast(self, end: int, batch: Batch, parts: list[bytes]) -> None:
+        """Lines [pos, end) of the chunk, none of them special: one record per line, split on commas."""
+        begin, self.pos = self.pos, end
+        if begin >= end:
+            return
+        lines = self.lines[begin:end]
+        if "\r" in self.text:
+            lines = list(map(str.removesuffix, lines, repeat("\r")))
+        first, width = self.base + begin, self.width
+        counts = list(map(str.count, lines, repeat(",")))
+        if min(counts) == max(counts) == width - 1:
+            numbers: Sequence[int] = range(first, first + len(lines))
+        else:  # blank lines and lines with the wrong number of fields
+            other = positions(map(operator.ne, counts, repeat(width - 1)))
+            for i in other:
+                self._one_line(first + i, lines[i], batch, parts)
+            lines, keep = _without(lines, other)
+            numbers = list(compress(range(first, first + len(keep)), keep))
+            if not lines:
+                return
+        flat = ",".join(lines).split(",")
+        columns, bad = [], []
+        for at, codec in self.columns:
+            pieces, wrong = codec.fields(flat[at::width] if at is not None else [None] * len(lines))
+            columns.append(pieces)
+            bad += wrong
+        if bad:
+            bad = sorted(set(bad))
+            for i in bad:
+                self._one_line(numbers[i], lines[i], batch, parts)
+            numbers, keep = _without(list(numbers), bad)
+            columns = [[list(compress(p, keep)) for p in pieces] for pieces in columns]
+        if numbers:
+            parts.append(self.fmt.rows(columns, numbers))
+            batch.loaded += len(numbers)
+
+
+def _jsonl_batches(entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str, log) -> Iterator[Batch]:
+    """JSONL chunks -> batches. Lines are parsed by orjson; a line that it cannot parse, that is not a JSON
+    object, that holds a NUL, or with a known field that is not a string or null (numbers must keep their
+    written form: see Codec) goes through `_jsonl_item` (json.loads, like the row-at-a-time reader)."""
+    known = {c.name for c in entity.columns}
+    names = [c.name for c in entity.columns]
+    codecs = [Codec(c, key) for c in entity.columns]
+    extra: set[str] = set()
+    for text, lines, first in chunks:
+        exact: set[int] = set()  # positions in `lines` for the row-at-a-time path
+        drop: set[int] = set()  # positions not parsed here: blank lines and `exact`
+        if "" in lines or any(map(str.isspace, lines)):
+            drop.update(positions(map(operator.not_, map(str.strip, lines))))
+        for char in ("\x00", "\\u0000"):
+            if char in text:
+                exact.update(positions(map(operator.contains, lines, repeat(char))))
+        exact -= drop
+        drop |= exact
+        if drop:
+            todo, keep = _without(lines, drop)
+            at: Sequence[int] = list(compress(range(len(lines)), keep))
+        else:
+            todo, at = lines, range(len(lines))
+        objs: list = []
+        rest = iter(todo)
+        while True:
+            try:
+                objs.extend(map(orjson.loads, rest))
+                break
+            except orjson.JSONDecodeError:
+                objs.append(None)
+        bad = positions(map(operator.is_not, map(type, objs), repeat(dict)))
+        if bad:
+            exact.update(at[i] for i in bad)
+            objs, keep = _without(objs, bad)
+            at = list(compress(at, keep))
+        if objs:
+            extra.update(set().union(*objs).difference(known))
+        columns, wrong = [], []
+        for name, codec in zip(names, codecs, strict=True):
+            pieces, w = codec.fields(list(map(dict.get, objs, repeat(name))))
+            columns.append(pieces)
+            wrong += w
+        if wrong:
+            wrong = sorted(set(wrong))
+            exact.update(at[i] for i in wrong)
+            at, keep = _without(list(at), wrong)
+            columns = [[list(compress(p, keep)) for p in pieces] for pieces in columns]
+        batch = Batch(b"", 0)
+        parts: list[bytes] = []
+        if at:
+            parts.append(fmt.rows(columns, _added(at, first)))
+            batch.loaded += len(at)
+        for i in sorted(exact):
+            item = _jsonl_item(entity, known, extra, first + i, chunks.ending(lines, i), key)
+            if isinstance(item, Rejected):
+                batch.rejected.append(item)
+            else:
+                parts.append(fmt.row(item.values, item.line))
+                batch.loaded += 1
+        batch.data = b"".join(parts)
+        yield batch
+    if extra:
+        log(f"ignoring unknown field(s) {', '.join(sorted(extra))}")
