@@ -160,7 +160,7 @@ def test_override_withdraw_is_audited_and_the_deal_gets_its_computed_attribution
     assert cli(url, "override", "D-00001", *credits, "--by", "ann", "--reason", "joint deal") == 0
     assert cli(url, "overrides", "list") == 0
     lines = out(capsys)
-    assert lines[0] == "set 1"
+    assert lines[0] == "attribution override set 1 written for deal D-00001; it applies from the next run"
     assert lines[1].split()[:6] == ["SET", "DEAL", "CREDITS", "BY", "AT", "(UTC)"]
     assert lines[2].startswith("1    D-00001  PTR-0002=0.5, PTR-0004=0.5  ann  ") and lines[2].endswith(
         "joint deal"
