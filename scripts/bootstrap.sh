@@ -15,7 +15,12 @@ stamp=.venv/.installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing dependencies into .venv (first time: a minute or two)..."
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  # -qq: only errors; if the install fails, rerun it by hand without -qq to see everything.
+  .venv/bin/python -m pip install -qq --upgrade pip
+  .venv/bin/python -m pip install -qq -c constraints.txt -e '.[dev]' || {
+    echo "error: installing into .venv failed; rerun: .venv/bin/python -m pip install -c constraints.txt -e '.[dev]'" >&2
+    exit 1
+  }
   echo "$want" > "$stamp"
+  echo "installed"
 fi

@@ -24,8 +24,18 @@ def test_every_python_package_of_the_source_tree_is_packaged():
         for p in (ROOT / top).rglob("__init__.py")
         if "__pycache__" not in p.parts
     }
-    assert listed - {"referral_pipeline.dbt_project"} == found
+    dbt_folders = {
+        ".".join(("referral_pipeline", *d.relative_to(ROOT).parts))
+        for d in [ROOT / "dbt_project", *(ROOT / "dbt_project").rglob("*")]
+        if d.is_dir() and not {"target", "logs", "dbt_packages", "__pycache__"} & set(d.parts)
+    }
+    assert listed == found | dbt_folders
     assert config["package-dir"] == {"referral_pipeline.dbt_project": "dbt_project"}
+    data = config["package-data"]
+    for folder in dbt_folders:  # every file of the dbt project is shipped
+        d = ROOT / "dbt_project" / Path(*folder.split(".")[2:])
+        suffixes = {p.suffix for p in d.iterdir() if p.is_file()}
+        assert {f"*{x}" for x in suffixes} <= set(data.get(folder, [])), folder
 
 
 def _source_copy(dest: Path) -> Path:
