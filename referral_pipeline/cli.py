@@ -55,6 +55,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def audited(parser: argparse.ArgumentParser, who: str) -> None:
+    """--by and --reason, which every control command records in its audit row."""
+    parser.add_argument("--by", required=True, type=_nonblank, metavar="NAME", help=who)
+    parser.add_argument(
+        "--reason", required=True, type=_nonblank, metavar="TEXT", help="why (kept in the audit trail)"
+    )
+
+
 def _nonblank(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be blank")
@@ -296,8 +304,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     try:
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # library warnings are not for the people using the UI
-        return subprocess.call(command, cwd=settings.data_dir if settings.data_dir.is_dir() else None, env=env)
+        env = {
+            **os.environ,
+            "PYTHONWARNINGS": "ignore",
+        }  # library warnings are not for the people using the UI
+        return subprocess.call(
+            command, cwd=settings.data_dir if settings.data_dir.is_dir() else None, env=env
+        )
     except KeyboardInterrupt:
         return 0
 
@@ -370,10 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "event_id", metavar="EVENT_ID", help="event id, as in marts.fct_reward_events or `review list`"
     )
-    a.add_argument("--by", required=True, type=_nonblank, metavar="NAME", help="who approves")
-    a.add_argument(
-        "--reason", required=True, type=_nonblank, metavar="TEXT", help="why (kept in the audit trail)"
-    )
+    audited(a, "who approves")
 
     ds = add(
         "dispute",
@@ -384,10 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     who = ds.add_mutually_exclusive_group(required=True)
     who.add_argument("--deal", metavar="DEAL_ID", help="the disputed deal")
     who.add_argument("--referral", metavar="REFERRAL_ID", help="the disputed referral")
-    ds.add_argument("--by", required=True, type=_nonblank, metavar="NAME", help="who acts")
-    ds.add_argument(
-        "--reason", required=True, type=_nonblank, metavar="TEXT", help="why (kept in the audit trail)"
-    )
+    audited(ds, "who acts")
 
     o = add(
         "override",
@@ -399,10 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--credit", action="append", default=[], metavar="PARTNER_ID=SHARE",
         help="a partner's share; repeat for each partner; shares sum to 1",
     )  # fmt: skip
-    o.add_argument("--by", required=True, type=_nonblank, metavar="NAME", help="who overrides")
-    o.add_argument(
-        "--reason", required=True, type=_nonblank, metavar="TEXT", help="why (kept in the audit trail)"
-    )
+    audited(o, "who overrides")
 
     pay = sub.add_parser(
         "payouts", help="finance views of payout batches", description="finance views of payout batches"
