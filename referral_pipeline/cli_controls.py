@@ -23,7 +23,7 @@ from decimal import Decimal
 
 import psycopg
 
-from .controls import ControlError, disputes_list, overrides_list, review_queue, withdraw_override
+from .controls import disputes_list, overrides_list, review_queue, withdraw_override
 
 Handler = Callable[[argparse.Namespace, psycopg.Connection], int]
 Run = Callable[[Handler], Callable[[argparse.Namespace], int]]
