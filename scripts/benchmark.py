@@ -11,7 +11,10 @@ referral_pipeline/generate.py), then times, in alternating rounds on the same se
 - the anchor: `COPY ... FROM STDIN` of the same file's bytes into a fresh untyped table without indexes, as
   text: the CSV file with `(FORMAT csv, HEADER)` into one text column per header field, the JSONL file with
   each line into a single text column.
-It prints both rates per round, the best of each, and the ratio of the best rates (loader / raw COPY).
+- a second anchor: `COPY ... FROM STDIN` of the same rows already in COPY format (the loader's own COPY
+  BINARY data for the file, made beforehand) into the emptied raw table itself, with its indexes: what any
+  loader writing these rows to this table pays on the server.
+It prints the rates per round, the best of each, and the ratios of the best rates (loader / raw COPY).
 
 `pipeline`: generates sample exports (referral_pipeline/generate.py), loads every partition, builds dbt.
 
@@ -38,6 +41,8 @@ from referral_pipeline.dbt_cli import build_args, dbt_env
 from referral_pipeline.entities import ENTITIES, entity
 from referral_pipeline.generate import generate
 from referral_pipeline.landing import load_partition
+from referral_pipeline.landing.columns import SIGNATURE, TRAILER, RowFormat
+from referral_pipeline.landing.readers import read_batches
 from referral_pipeline.rules import load_rules, write_rules
 from referral_pipeline.warehouse import ensure_schema, start_embedded
 
@@ -65,11 +70,11 @@ OFFSETS = tuple(dt.timezone(dt.timedelta(minutes=m)) for m in (120, -300, 540, 3
 
 
 def _timestamps(rng: random.Random, n: int) -> list[str]:
-    """Event times over DAY, as exports write them: mostly `Z`, some with another offset, some without one."""
+    """n event times in time order over DAY, as exports write them: mostly `Z`, some with another offset,
+    some without one."""
     t0 = dt.datetime.combine(DAY, dt.time(), dt.UTC)
-    seconds = sorted(rng.randrange(86400) for _ in range(n))
     out = []
-    for s in seconds:
+    for s in sorted(rng.randrange(86400) for _ in range(n)):
         t = t0 + dt.timedelta(seconds=s)
         r = rng.random()
         if r < 0.8:
@@ -92,10 +97,10 @@ def write_activities(path: Path, rows: int, seed: int = 7) -> None:
     header = "activity_id,email,activity_type,occurred_at,utm_source,utm_medium,utm_campaign,utm_content,landing_url"
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(header + "\n")
+        stamps = _timestamps(rng, rows)
         for start in range(0, rows, 50_000):
-            n = min(50_000, rows - start)
             lines = []
-            for i, ts in enumerate(_timestamps(rng, n), start=start):
+            for i, ts in enumerate(stamps[start : start + 50_000], start=start):
                 src, medium, campaign, content = rng.choice(UTM)
                 url = f"https://www.example.com/{rng.choice(PAGES)}" + (f"?utm_source={src}" if src else "")
                 kind = ACTIVITY_TYPES[i % 4] if i % 1000 != 999 else "page_view"  # 0.1% rejected
@@ -110,10 +115,10 @@ def write_clicks(path: Path, rows: int, seed: int = 7) -> None:
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8", newline="") as f:
         visitor, ip, left = 0, None, 0
+        stamps = _timestamps(rng, rows)
         for start in range(0, rows, 50_000):
-            n = min(50_000, rows - start)
             lines = []
-            for i, ts in enumerate(_timestamps(rng, n), start=start):
+            for i, ts in enumerate(stamps[start : start + 50_000], start=start):
                 if not left:  # a visitor clicks one to three times, from one IP address (or none)
                     visitor, left = visitor + 1, rng.randint(1, 3)
                     ip = ".".join(str(rng.randint(1, 254)) for _ in range(4)) if rng.random() < 0.9 else None
@@ -165,14 +170,43 @@ def raw_copy(url: str, path: Path, csv_format: bool) -> float:
     return time.perf_counter() - started
 
 
-def loader(url: str, landing: Path, e) -> tuple[float, int, int]:
-    """Seconds to load the partition with `load_partition` into emptied raw tables; rows loaded, rejected."""
+def encoded(e, path: Path, landing: Path, out: Path) -> None:
+    """The loader's own COPY BINARY data for the file (untimed), for the typed anchor."""
+    relpath = path.relative_to(landing).as_posix()
+    fmt = RowFormat(e, DAY, relpath, "bench-batch", dt.datetime.now(dt.UTC))
+    with path.open("rb") as f, out.open("wb") as o:
+        o.write(SIGNATURE)
+        for batch in read_batches(e, relpath, f, fmt, ip_hash_key=DEFAULT_IP_HASH_KEY, log=lambda m: None):
+            o.write(batch.data)
+        o.write(TRAILER)
+
+
+def typed_copy(url: str, e, data: Path) -> float:
+    """Seconds to COPY the same rows, already in COPY BINARY format, into the emptied raw table itself."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"truncate raw.{e.table}")
+    _checkpoint(url)
+    started = time.perf_counter()
+    with (
+        psycopg.connect(url) as conn,
+        conn.cursor() as cur,
+        cur.copy(RowFormat.copy_sql(e)) as copy,
+        data.open("rb") as f,
+    ):
+        while chunk := f.read(1 << 20):
+            copy.write(chunk)
+    return time.perf_counter() - started
+
+
+def loader(url: str, landing: Path, e) -> tuple[float, float, int, int]:
+    """Seconds to load the partition with `load_partition` into emptied raw tables, CPU seconds of this
+    (client) process meanwhile, rows loaded, rows rejected."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"truncate raw.{e.table}, raw.rejected_rows, raw.load_batches")
     _checkpoint(url)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = load_partition(url, e, DAY, str(landing), ip_hash_key=DEFAULT_IP_HASH_KEY, log=lambda m: None)
-    return time.perf_counter() - started, result.rows_loaded, result.rows_rejected
+    return time.perf_counter() - started, time.process_time() - cpu, result.rows_loaded, result.rows_rejected
 
 
 def ingest(url: str, rows: int, rounds: int) -> None:
@@ -191,30 +225,38 @@ def ingest(url: str, rows: int, rounds: int) -> None:
             size = (folder / name).stat().st_size
             print(f"wrote {e.path}: {rows} rows, {size / 2**20:.0f} MiB in {time.perf_counter() - t:.1f} s")
         print(
-            "anchor = COPY FROM STDIN of the same file's bytes, as text, into a fresh untyped table without"
-            " indexes\n        (CSV: FORMAT csv, HEADER into one text column per field; JSONL: each line into"
-            " one text column)"
+            "raw COPY untyped = COPY FROM STDIN of the same file's bytes, as text, into a fresh table of text"
+            " columns without\n  indexes (CSV: FORMAT csv, HEADER, one text column per field; JSONL: each line into"
+            " one text column)\nraw COPY typed = COPY FROM STDIN of the same rows already in COPY format (the"
+            " loader's own COPY BINARY data,\n  made beforehand) into the emptied raw table itself, with its indexes"
         )
         summary = []
         for e, path in files:
-            best_copy = best_load = 0.0
+            typed = path.with_suffix(".copy")
+            encoded(e, path, landing, typed)
+            best = {"loader": 0.0, "untyped": 0.0, "typed": 0.0}
             for n in range(1, rounds + 1):
-                secs = raw_copy(url, path, e.format == "csv")
-                copy_rate = rows / secs
-                load_secs, loaded, rejected = loader(url, landing, e)
-                load_rate = (loaded + rejected) / load_secs
-                best_copy, best_load = max(best_copy, copy_rate), max(best_load, load_rate)
+                rates = {"untyped": rows / raw_copy(url, path, e.format == "csv")}
+                rates["typed"] = rows / typed_copy(url, e, typed)
+                load_secs, cpu, loaded, rejected = loader(url, landing, e)
+                rates["loader"] = (loaded + rejected) / load_secs
+                best = {k: max(v, rates[k]) for k, v in best.items()}
                 print(
-                    f"{e.path:<21} round {n}: raw COPY {copy_rate:>9,.0f} rows/s ({secs:6.2f} s)   loader"
-                    f" {load_rate:>9,.0f} rows/s ({load_secs:6.2f} s, {loaded} loaded, {rejected} rejected)"
-                    f"   ratio {load_rate / copy_rate:.2f}"
+                    f"{e.path:<21} round {n}: loader {rates['loader']:>9,.0f} rows/s ({loaded} loaded,"
+                    f" {rejected} rejected, client CPU {cpu / rows * 1e6:.1f} us/row)"
+                    f"   raw COPY untyped {rates['untyped']:>9,.0f} rows/s"
+                    f" (ratio {rates['loader'] / rates['untyped']:.2f})   typed {rates['typed']:>9,.0f} rows/s"
+                    f" (ratio {rates['loader'] / rates['typed']:.2f})",
+                    flush=True,
                 )
-            summary.append((e.path, best_load, best_copy))
+            typed.unlink()
+            summary.append((e.path, best))
         print("best of each:")
-        for path, best_load, best_copy in summary:
+        for path, best in summary:
             print(
-                f"  {path:<21} loader {best_load:>9,.0f} rows/s   raw COPY {best_copy:>9,.0f} rows/s"
-                f"   ratio {best_load / best_copy:.2f}"
+                f"  {path:<21} loader {best['loader']:>9,.0f} rows/s   raw COPY untyped {best['untyped']:>9,.0f}"
+                f" rows/s   ratio {best['loader'] / best['untyped']:.2f}   raw COPY typed {best['typed']:>9,.0f}"
+                f" rows/s   ratio {best['loader'] / best['typed']:.2f}"
             )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak memory of this process (writing the files included): {peak:.0f} MiB")

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from itertools import chain, compress, count, repeat
+from itertools import compress, count, repeat
 
 from psycopg import errors, sql
 from psycopg.types.numeric import DecimalBinaryDumper
@@ -218,6 +218,9 @@ _RULES = {
 }
 
 
+_CHEAP_RULES = (_text_rule, _enum_rule, _email_rule, _domain_rule)
+
+
 class Codec:
     """Raw values of one column -> the column encoded for COPY, with the rules of `values.parse_value`.
 
@@ -232,6 +235,8 @@ class Codec:
         self.col = col
         rule = _ip_rule if col.stored_as else _RULES.get(col.type, _one_by_one)
         self.rule = rule(col, ip_hash_key)
+        # a rule that costs much more than a look-up (a hash, a timestamp, parse_value) always remembers
+        self.may_go_direct = rule in _CHEAP_RULES
         self.default = field(col.sql_type, col.default)
         self.cache: dict[object, bytes] = {}
         self.bad_raws: set[object] = set()
@@ -245,7 +250,7 @@ class Codec:
             distinct = set(raws)
         except TypeError:  # a JSON object or array
             return self._convert(raws)
-        if len(distinct) * 2 > len(raws) >= 64:  # mostly distinct: from now on, convert in full
+        if self.may_go_direct and len(distinct) * 2 > len(raws) >= 64:  # mostly distinct: convert in full
             self.direct = True
             self.cache.clear()
             self.bad_raws.clear()
@@ -294,6 +299,24 @@ class Codec:
         return pieces, sorted(set(bad))
 
 
+class Columns:
+    """The columns of one file: raw values per column -> the encoded columns, each by its Codec."""
+
+    def __init__(self, entity: Entity, ip_hash_key: str):
+        self.codecs = [Codec(c, ip_hash_key) for c in entity.columns]
+
+    def convert(self, raws: Sequence[list]) -> tuple[Pieces, list[int]]:
+        """`raws`: one list per entity column, in order. The encoded columns (their pieces, in order) and the
+        positions of the rows with a value that breaks a rule."""
+        pieces: Pieces = []
+        bad: list[int] = []
+        for codec, column in zip(self.codecs, raws, strict=True):
+            p, wrong = codec.fields(column)
+            pieces += p
+            bad += wrong
+        return pieces, sorted(set(bad)) if bad else bad
+
+
 class RowFormat:
     """COPY BINARY rows of one file: the entity's columns, then the lineage (the line number last)."""
 
@@ -319,8 +342,8 @@ class RowFormat:
         fields = b"".join(map(field, self.types, values))
         return b"".join((self.head, fields, self.tail, _LINE.pack(4, line)))
 
-    def rows(self, columns: Sequence[Pieces], lines: Sequence[int]) -> bytes:
-        """Rows from encoded columns (the entity's, in order) and their line numbers."""
-        pieces = chain.from_iterable(columns)
+    def rows(self, pieces: Pieces, lines: Sequence[int], keep: Iterable[bool] | None = None) -> bytes:
+        """Rows from encoded columns (`Columns.convert`) and their line numbers; with `keep`, only the rows
+        whose flag is true."""
         rows = zip(repeat(self.head), *pieces, repeat(self.tail), map(_LINE.pack, repeat(4), lines))
-        return b"".join(map(b"".join, rows))
+        return b"".join(map(b"".join, rows if keep is None else compress(rows, keep)))

@@ -3,10 +3,11 @@
 One partition loads in one transaction: the rows, rejected rows and load-batch record that the partition
 loaded before are deleted, the new valid rows are copied into `raw.{source}__{entity}` with their lineage,
 the rejected rows into `raw.rejected_rows`, and one row is added to `raw.load_batches`. Rows are written with
-PostgreSQL COPY in binary format, converted column by column a few MB at a time (`readers.read_batches`), while
-the server stores the previous batch; rejected rows wait in a temporary file (spilled to disk past a few MB)
-until the valid rows are in. A transaction-scoped advisory lock per partition serialises concurrent loads of
-the same partition, so a rerun never duplicates a row.
+PostgreSQL COPY in binary format, converted column by column about a hundred KB at a time
+(`readers.read_batches`) while the server stores what was sent before; rejected rows wait in a temporary file
+(spilled to disk past 16 MB) until the valid rows are in, so memory stays flat whatever the file's size.
+A transaction-scoped advisory lock per partition serialises concurrent loads of the same partition, so a rerun
+never duplicates a row.
 
 Choices where the spec is silent:
 - The landing root must exist and be listable (`check_landing_root`), or the load fails before anything is
@@ -36,7 +37,6 @@ from typing import IO
 
 import psycopg
 from psycopg import sql
-from psycopg.copy import QueuedLibpqWriter
 
 from ..entities import Entity
 from .columns import SIGNATURE, TRAILER, RowFormat
@@ -90,7 +90,7 @@ def load_partition(
         _delete_previous(conn, entity, day)
         with (
             conn.cursor() as cur,
-            cur.copy(RowFormat.copy_sql(entity), writer=QueuedLibpqWriter(cur)) as copy,
+            cur.copy(RowFormat.copy_sql(entity)) as copy,
         ):
             copy.write(SIGNATURE)
             for f in files:

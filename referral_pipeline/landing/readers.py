@@ -5,8 +5,8 @@ field spans several lines has the number of the line where it starts; a JSONL fi
 Blank lines are skipped (they are neither rows nor rejections) but still counted.
 
 Two readers share these rules. `read_file` reads row by row (`Row` and `Rejected` items); it is the reference.
-`read_batches`, which the loader uses, reads a file in chunks of a few MB and converts each chunk column by
-column into COPY BINARY rows (see `columns`): the rows of a chunk that the column-wise path cannot take as
+`read_batches`, which the loader uses, reads a file in chunks of about a hundred KB and converts each chunk
+column by column into COPY BINARY rows (see `columns`): the rows of a chunk that the column-wise path cannot take as
 they are (a CSV line holding a quote, a NUL or a stray carriage return, a wrong number of fields, a line that
 is not a flat JSON object of text values, any value that breaks a rule) go through the same row-at-a-time
 code as `read_file`, so every row value and every rejection (reason, raw line, hashed IP) is the same.
@@ -29,12 +29,12 @@ from typing import IO
 import orjson
 
 from ..entities import Entity
-from .columns import Codec, RowFormat, positions
+from .columns import Columns, RowFormat, positions
 from .values import hash_ip, parse_row
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-CHUNK_BYTES = 1 << 21  # decompressed bytes read at a time by read_batches
+CHUNK_BYTES = 1 << 17  # decompressed bytes read at a time by read_batches (small chunks stay in CPU caches)
 
 
 class FileError(Exception):
@@ -364,15 +364,23 @@ class _Chunks:
         return lines[i] if last else lines[i] + "\n"
 
 
-def _without(items: list, drop: Iterable[int]) -> tuple[list, list[bool]]:
-    """`items` without the positions in `drop`, and the keep-mask used."""
-    keep = [True] * len(items)
+def _keep(n: int, drop: Iterable[int]) -> list[bool]:
+    """The keep-mask of `n` items without the positions in `drop`."""
+    keep = [True] * n
     for i in drop:
         keep[i] = False
+    return keep
+
+
+def _without(items: list, drop: Iterable[int]) -> tuple[list, list[bool]]:
+    """`items` without the positions in `drop`, and the keep-mask used."""
+    keep = _keep(len(items), drop)
     return list(compress(items, keep)), keep
 
 
-def _added(numbers: Iterable[int], first: int) -> list[int]:
+def _added(numbers: Sequence[int], first: int) -> Sequence[int]:
+    if isinstance(numbers, range):
+        return range(numbers.start + first, numbers.stop + first)
     return list(map(first.__add__, numbers))
 
 
@@ -413,7 +421,8 @@ class _CsvBatches:
         self.header = _csv_header(next(_records(self._feed()), None), self.entity, log)
         self.width = len(self.header)
         index = {name: i for i, name in enumerate(self.header)}
-        self.columns = [(index.get(c.name), Codec(c, self.key)) for c in self.entity.columns]
+        self.at = [index.get(c.name) for c in self.entity.columns]
+        self.columns = Columns(self.entity, self.key)
         while self.pos < len(self.lines) or self._next_chunk():
             batch = Batch(b"", 0)
             parts: list[bytes] = []
@@ -495,20 +504,16 @@ class _CsvBatches:
             if not lines:
                 return
         flat = ",".join(lines).split(",")
-        columns, bad = [], []
-        for at, codec in self.columns:
-            pieces, wrong = codec.fields(flat[at::width] if at is not None else [None] * len(lines))
-            columns.append(pieces)
-            bad += wrong
+        absent = [None] * len(lines)
+        columns, bad = self.columns.convert([absent if at is None else flat[at::width] for at in self.at])
+        keep = None
         if bad:
             bad = sorted(set(bad))
             for i in bad:
                 self._one_line(numbers[i], lines[i], batch, parts)
-            numbers, keep = _without(list(numbers), bad)
-            columns = [[list(compress(p, keep)) for p in pieces] for pieces in columns]
-        if numbers:
-            parts.append(self.fmt.rows(columns, numbers))
-            batch.loaded += len(numbers)
+            keep = _keep(len(lines), bad)
+        parts.append(self.fmt.rows(columns, numbers, keep))
+        batch.loaded += len(lines) - len(bad)
 
 
 def _jsonl_batches(entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str, log) -> Iterator[Batch]:
@@ -517,7 +522,7 @@ def _jsonl_batches(entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str, lo
     written form: see Codec) goes through `_jsonl_item` (json.loads, like the row-at-a-time reader)."""
     known = {c.name for c in entity.columns}
     names = [c.name for c in entity.columns]
-    codecs = [Codec(c, key) for c in entity.columns]
+    converter = Columns(entity, key)
     extra: set[str] = set()
     for text, lines, first in chunks:
         exact: set[int] = set()  # positions in `lines` for the row-at-a-time path
@@ -549,21 +554,13 @@ def _jsonl_batches(entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str, lo
             at = list(compress(at, keep))
         if objs:
             extra.update(set().union(*objs).difference(known))
-        columns, wrong = [], []
-        for name, codec in zip(names, codecs, strict=True):
-            pieces, w = codec.fields(list(map(dict.get, objs, repeat(name))))
-            columns.append(pieces)
-            wrong += w
-        if wrong:
-            wrong = sorted(set(wrong))
-            exact.update(at[i] for i in wrong)
-            at, keep = _without(list(at), wrong)
-            columns = [[list(compress(p, keep)) for p in pieces] for pieces in columns]
+        columns, wrong = converter.convert([list(map(dict.get, objs, repeat(name))) for name in names])
         batch = Batch(b"", 0)
         parts: list[bytes] = []
         if at:
-            parts.append(fmt.rows(columns, _added(at, first)))
-            batch.loaded += len(at)
+            exact.update(at[i] for i in wrong)
+            parts.append(fmt.rows(columns, _added(at, first), _keep(len(at), wrong) if wrong else None))
+            batch.loaded += len(at) - len(wrong)
         for i in sorted(exact):
             item = _jsonl_item(entity, known, extra, first + i, chunks.ending(lines, i), key)
             if isinstance(item, Rejected):
