@@ -294,8 +294,8 @@ def read_batches(
 
 
 class _Chunks:
-    """The decoded lines of a file, a few MB at a time: (text, lines without their newline, number of the
-    first line). The last line of the file has no newline if `final_newline` is False once it is read.
+    """The decoded lines of a file, about CHUNK_BYTES at a time: (text, lines without their newline, number
+    of the first line). The last line of the file has no newline if `final_newline` is False once it is read.
 
     Errors surface where the row-at-a-time reader meets them: the lines before a line that is not UTF-8 are
     returned first, and the error is raised by the next call."""
