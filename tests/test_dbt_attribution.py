@@ -5,7 +5,6 @@ marts.fct_touchpoints and marts.fct_attribution compared with the independent ex
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ from referral_pipeline.landing import load_partition
 from referral_pipeline.rules import parse_rules, write_rules
 from referral_pipeline.warehouse import ensure_schema
 
-from golden import assert_same_rows, query_rows, read_csv
+from golden import assert_same_rows, query_rows, read_csv, scoped_env
 
 FIRST_DAY, LAST_DAY = dt.date(2025, 1, 1), dt.date(2025, 3, 1)
 # The attribution side of the project and every test attached to it (the rewards models are tested elsewhere).
@@ -51,16 +50,8 @@ def _dbt_build(url: str, work: Path, run_date: dt.date, *, unit_tests: bool = Tr
         "--quiet",
     ]
     args += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with scoped_env(env):
         res = dbtRunner().invoke(args)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if res.exception is not None:
         return [f"dbt did not run: {res.exception}"]
     problems = [
