@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from .assets import crm, dbt, finance, links, marketing, payouts, rules
+from .assets import crm, data_driven, dbt, finance, links, marketing, payouts, report, rules
 from .dbt_project import ReferralDbtCliResource, dbt_executable
 from .jobs import nightly_job
 from .resources import PipelineResource
@@ -17,6 +17,8 @@ defs = Definitions(
         *rules.assets,
         *dbt.assets,
         *payouts.assets,
+        *data_driven.assets,
+        *report.assets,
     ],
     asset_checks=[*payouts.checks],
     jobs=[nightly_job, payouts.payout_batch_job],

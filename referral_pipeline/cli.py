@@ -451,10 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dbt_args", nargs=argparse.REMAINDER, metavar="-- DBT_ARGS", help="arguments passed to dbt"
     )
 
-    from .cli_controls import add_commands, add_override_withdraw
+    from . import cli_controls, cli_report, cli_statements
 
-    add_override_withdraw(o, _with_connection)
-    add_commands(sub, _with_connection)
+    cli_controls.add_override_withdraw(o, _with_connection)
+    for module in (cli_controls, cli_statements, cli_report):
+        module.add_commands(sub, _with_connection)
     return p
 
 

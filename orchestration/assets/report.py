@@ -1,0 +1,3 @@
+"""Assets of the report step (not yet implemented: defines none)."""
+
+assets: list = []
