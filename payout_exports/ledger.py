@@ -337,9 +337,11 @@ def read_rules(conn: psycopg.Connection, at: dt.date) -> RulesAtCutoff:
             "the program rules are not loaded in the warehouse (rules.program); load the rules first"
         )
     version = conn.execute(
-        "select rules_version, minimum_payout from rules.versions where effective_from <= %s "
-        "order by effective_from desc limit 1",
-        (at,),
+        # The window [effective_from, effective_to) each version is in force, as written with the rules (the
+        # same join as the dbt macro version_in_force_on).
+        "select rules_version, minimum_payout from rules.versions "
+        "where effective_from <= %(day)s and (effective_to is null or %(day)s < effective_to)",
+        {"day": at},
     ).fetchone()
     if version is None:
         raise PayoutError(f"no rules version is in force on {at} (rules.versions)")

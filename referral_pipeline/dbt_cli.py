@@ -9,7 +9,7 @@ from .warehouse import connection_params
 
 def dbt_env(url: str, run_date: dt.date | None = None) -> dict[str, str]:
     """Environment variables read by the dbt project: the connection (profiles.yml), derived from the one
-    warehouse URL, and the run date (REFERRAL_RUN_DATE, read by the macro rewards_run_date; empty: today).
+    warehouse URL, and the run date (REFERRAL_RUN_DATE, read by the macro run_date; empty: today).
     The run date is an env var rather than `--vars` so that dbt's partial parsing survives between runs."""
     p = connection_params(url)
     return {

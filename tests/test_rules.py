@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import jinja2
 import psycopg
 import pytest
 import yaml
 
-from referral_pipeline.config import DEFAULT_RULES_FILE
+from referral_pipeline.config import DBT_PROJECT_DIR, DEFAULT_RULES_FILE
 from referral_pipeline.rules import RulesError, load_rules, parse_rules, write_rules
 
 BASE = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
@@ -206,3 +207,37 @@ def test_write_rules_replaces_the_warehouse_copy(warehouse_url):
         ("2025-02-01", dt.date(2025, 2, 1), None, Decimal(1000), ["new_business"]),
     ]
     assert tiers == 6
+
+
+def test_every_reader_of_the_version_in_force_agrees(warehouse_url):
+    """The rule "latest effective_from on or before the day" is computed once, in Python (version_at), and
+    written as [effective_from, effective_to) windows; the ledger (and every dbt model, through the macro
+    version_in_force_on) reads those windows. Day by day around each boundary, all give the same version."""
+    from payout_exports.ledger import PayoutError, read_rules
+
+    third = yaml.safe_load(_rules(extra_version={"effective_from": "2025-02-01"}))
+    third["versions"].append({**third["versions"][-1], "effective_from": "2025-03-15"})
+    rules = parse_rules(yaml.safe_dump(third, sort_keys=False))
+    macros = DBT_PROJECT_DIR / "macros"
+    in_force = jinja2.Environment().from_string(
+        (macros / "utc_time.sql").read_text(encoding="utf-8")
+        + (macros / "rules_in_force.sql").read_text(encoding="utf-8")
+        + "{{ version_in_force_on('v', '%(d)s::date') }}"
+    )
+    join = in_force.render().strip()
+    with psycopg.connect(warehouse_url) as conn:
+        write_rules(conn, rules)
+        day = dt.date(2023, 12, 30)
+        while day <= dt.date(2025, 3, 17):
+            windows = conn.execute(
+                f"select rules_version from rules.versions v where {join}", {"d": day}
+            ).fetchall()
+            if day < dt.date(2024, 1, 1):
+                assert windows == []
+                with pytest.raises(PayoutError):
+                    read_rules(conn, day)
+            else:
+                expected = rules.version_at(day).version_id
+                assert windows == [(expected,)], day
+                assert read_rules(conn, day).rules_version == expected, day
+            day += dt.timedelta(days=1 if day.month in (1, 2, 3) and day.year == 2025 else 40)

@@ -32,8 +32,9 @@ on_path as (
     inner join touchpoints as t
         on t.account_key = d.account_key
         and t.occurred_at <= d.created_at
-        and t.occurred_at >= d.created_at - {{ attr_days(
-            "case t.touch_type when 'referral' then v.lookback_referral_days"
+        and t.occurred_at >= {{ add_days(
+            'd.created_at',
+            "-case t.touch_type when 'referral' then v.lookback_referral_days"
             ~ " when 'marketing' then v.lookback_marketing_days else v.lookback_link_click_days end"
         ) }}
 )

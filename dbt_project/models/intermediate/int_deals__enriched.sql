@@ -44,8 +44,8 @@ base as (
         c.email as primary_contact_email,
         {{ attr_account_key('d.company_domain', 'c.email') }} as account_key,
         case
-            when d.is_won and d.closed_at is not null and not d.is_deleted then {{ attr_utc_date('d.closed_at') }}
-            else {{ attr_utc_date('d.created_at') }}
+            when d.is_won and d.closed_at is not null and not d.is_deleted then {{ utc_date('d.closed_at') }}
+            else {{ utc_date('d.created_at') }}
         end as fx_lookup_date
     from deals as d
     left join contacts as c on c.contact_id = d.primary_contact_id
@@ -59,8 +59,8 @@ with_versions as (
         vc.rules_version as closing_rules_version,
         vc.clawback_days
     from base as b
-    left join versions as va on {{ attr_version_in_force('va', attr_utc_date('b.created_at')) }}
-    left join versions as vc on {{ attr_version_in_force('vc', attr_utc_date('b.closed_at')) }}
+    left join versions as va on {{ version_in_force_on('va', utc_date('b.created_at')) }}
+    left join versions as vc on {{ version_in_force_on('vc', utc_date('b.closed_at')) }}
 ),
 
 with_fx as (
@@ -88,7 +88,7 @@ with_reversals as materialized (
             from reversals as r
             where r.deal_id = x.deal_id
                 and x.closed_at is not null
-                and r.occurred_at <= x.closed_at + {{ attr_days('x.clawback_days') }}
+                and r.occurred_at <= {{ add_days('x.closed_at', 'x.clawback_days') }}
         ), 0) as reversals_in_window,
         coalesce((select sum(r.amount) from reversals as r where r.deal_id = x.deal_id), 0) as reversals_total
     from with_fx as x

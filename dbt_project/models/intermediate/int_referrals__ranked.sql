@@ -31,6 +31,15 @@ ranked as (
     from referrals
 ),
 
+first_wins as (
+    -- An account is an existing customer from its first won deal's close on. One row per account key: the
+    -- check below is a hash join, not a search of every won deal per referral (which grew with both).
+    select account_key, min(closed_at) as first_won_at
+    from {{ ref('int_deals__enriched') }}
+    where is_won and account_key is not null
+    group by account_key
+),
+
 quality as (
     -- Parameters of the version in force at accepted_at; no accepted_at, no verdict yet.
     select
@@ -38,13 +47,7 @@ quality as (
         v.rules_version as quality_rules_version,
         c.employee_count as company_employee_count,
         c.country as company_country,
-        exists (
-            select 1
-            from {{ ref('int_deals__enriched') }} as d
-            where d.account_key = r.account_key
-              and d.is_won
-              and d.closed_at < r.submitted_at
-        ) as is_existing_customer,
+        coalesce(w.first_won_at < r.submitted_at, false) as is_existing_customer,
         coalesce(
             r.account_key like 'domain:%'
             and c.employee_count >= v.quality_min_employee_count
@@ -56,9 +59,10 @@ quality as (
         ) as meets_company_criteria
     from ranked as r
     inner join {{ ref('int_rewards__rule_versions') }} as v
-        on {{ rewards_in_force('v', 'r.accepted_at') }}
+        on {{ version_in_force_at('v', 'r.accepted_at') }}
     left join {{ ref('stg_crm__companies') }} as c
         on r.account_key = 'domain:' || c.company_domain
+    left join first_wins as w on w.account_key = r.account_key
     where r.accepted_at is not null and r.account_key is not null
 )
 

@@ -64,7 +64,7 @@ select
     e.deal_id,
     e.referral_id,
     e.earned_at,
-    {{ rewards_utc_month('e.earned_at') }} as tier_month,
+    {{ utc_month('e.earned_at') }} as tier_month,
     v.rules_version,
     e.payout_credit,
     e.commission_base,
@@ -76,5 +76,5 @@ select
     v.commission_cap_per_deal
 from events as e
 inner join {{ ref('int_rewards__rule_versions') }} as v
-    on {{ rewards_in_force('v', 'e.earned_at') }}
+    on {{ version_in_force_at('v', 'e.earned_at') }}
 where e.deal_type is null or e.deal_type = any(v.eligible_deal_types)

@@ -6,6 +6,6 @@ select
     min(h.entered_at) as qualified_at
 from {{ ref('stg_crm__deal_stage_history') }} as h
 inner join {{ ref('int_rewards__rule_versions') }} as v
-    on {{ rewards_in_force('v', 'h.entered_at') }}
+    on {{ version_in_force_at('v', 'h.entered_at') }}
 where h.stage = v.qualified_stage
 group by h.deal_id

@@ -1,9 +1,9 @@
--- One row per rules version with the window [effective_from, effective_until) of UTC dates in which it is
+-- One row per rules version with the window [effective_from, effective_to) of UTC dates in which it is
 -- in force, and the parameters the reward models read.
 select
     rules_version,
     effective_from,
-    lead(effective_from) over (order by effective_from) as effective_until,
+    effective_to,  -- the window is computed once, when the rules are written (see macros/rules_in_force.sql)
     qualified_stage,
     eligible_deal_types,
     hold_referral_bonus_days,

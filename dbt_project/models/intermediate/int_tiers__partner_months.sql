@@ -7,10 +7,10 @@ with keys as (
     select distinct partner_id, tier_month, rules_version
     from {{ ref('int_rewards__event_candidates') }}
     union
-    select p.partner_id, {{ rewards_run_month() }}, v.rules_version
+    select p.partner_id, {{ run_month() }}, v.rules_version
     from {{ ref('stg_crm__partners') }} as p
     inner join {{ ref('int_rewards__rule_versions') }} as v
-        on {{ rewards_in_force_on('v', rewards_run_date()) }}
+        on {{ version_in_force_on('v', run_date()) }}
 ),
 
 revenue as (
@@ -26,8 +26,8 @@ revenue as (
         on c.partner_id = k.partner_id
         and c.is_won
         and c.deal_type = any(v.eligible_deal_types)
-        and c.closed_at >= {{ rewards_month_start_ts("k.tier_month - interval '12 months'") }}
-        and c.closed_at < {{ rewards_month_start_ts('k.tier_month') }}
+        and c.closed_at >= {{ month_start_ts("k.tier_month - interval '12 months'") }}
+        and c.closed_at < {{ month_start_ts('k.tier_month') }}
     group by k.partner_id, k.tier_month, k.rules_version
 )
 

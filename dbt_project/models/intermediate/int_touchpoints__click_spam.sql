@@ -13,7 +13,7 @@ groups as (
     select
         ip_hash,
         link_code,
-        {{ attr_utc_date('clicked_at') }} as click_date,
+        {{ utc_date('clicked_at') }} as click_date,
         count(*) as click_count
     from clicks
     where ip_hash is not null
@@ -28,5 +28,5 @@ select
     v.rules_version,
     v.max_clicks_per_ip_per_day
 from groups as g
-inner join versions as v on {{ attr_version_in_force('v', 'g.click_date') }}
+inner join versions as v on {{ version_in_force_on('v', 'g.click_date') }}
 where g.click_count > v.max_clicks_per_ip_per_day

@@ -34,7 +34,7 @@ select
             from spam as s
             where s.ip_hash = c.ip_hash
                 and s.link_code = c.partner_code
-                and s.click_date = {{ attr_utc_date('c.occurred_at') }}
+                and s.click_date = {{ utc_date('c.occurred_at') }}
         ) then 'click_spam'
     end as exclusion_reason,
     c.source_id,

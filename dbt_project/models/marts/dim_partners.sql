@@ -16,11 +16,11 @@ select
     t.tier_name as current_tier,
     t.trailing_revenue as current_trailing_revenue,
     v.rules_version as current_rules_version,
-    {{ rewards_run_date() }} as tier_as_of
+    {{ run_date() }} as tier_as_of
 from {{ ref('stg_crm__partners') }} as p
 left join {{ ref('int_rewards__rule_versions') }} as v
-    on {{ rewards_in_force_on('v', rewards_run_date()) }}
+    on {{ version_in_force_on('v', run_date()) }}
 left join {{ ref('int_tiers__partner_months') }} as t
     on t.partner_id = p.partner_id
-    and t.tier_month = {{ rewards_run_month() }}
+    and t.tier_month = {{ run_month() }}
     and t.rules_version = v.rules_version

@@ -4,7 +4,7 @@
 with referrals as (
     select
         partner_id,
-        {{ rewards_utc_month('submitted_at') }} as month,
+        {{ utc_month('submitted_at') }} as month,
         count(*) as referrals_submitted,
         count(*) filter (where is_accepted) as referrals_accepted,
         count(*) filter (where is_quality_lead) as quality_leads,
@@ -16,7 +16,7 @@ with referrals as (
 qualified as (
     select
         c.partner_id,
-        {{ rewards_utc_month('q.qualified_at') }} as month,
+        {{ utc_month('q.qualified_at') }} as month,
         count(*) as qualified_opportunities
     from {{ ref('int_rewards__qualifications') }} as q
     inner join {{ ref('int_rewards__deal_credits') }} as c on c.deal_id = q.deal_id
@@ -26,7 +26,7 @@ qualified as (
 won as (
     select
         partner_id,
-        {{ rewards_utc_month('closed_at') }} as month,
+        {{ utc_month('closed_at') }} as month,
         count(*) as deals_won,
         avg(amount_program) as average_deal_size,
         avg(extract(epoch from closed_at - created_at) / 86400) as average_days_to_close,
@@ -39,7 +39,7 @@ won as (
 rewards as (
     select
         partner_id,
-        {{ rewards_utc_month('earned_at') }} as month,
+        {{ utc_month('earned_at') }} as month,
         count(*) as reward_events,
         sum(amount) as rewards_earned
     from {{ ref('fct_reward_events') }}

@@ -20,8 +20,8 @@ referral_deals as (
         and not d.is_deleted
         and d.created_at >= r.submitted_at
     inner join {{ ref('int_rewards__rule_versions') }} as v
-        on {{ rewards_in_force('v', 'd.created_at') }}
-    where r.submitted_at >= {{ rewards_add_days('d.created_at', '-v.lookback_referral_days') }}
+        on {{ version_in_force_at('v', 'd.created_at') }}
+    where r.submitted_at >= {{ add_days('d.created_at', '-v.lookback_referral_days') }}
     order by r.referral_id, d.created_at, d.deal_id
 ),
 
@@ -54,7 +54,7 @@ select
     coalesce(rd.is_won, false) as is_won,
     case when rd.is_won then rd.closed_at end as won_at,
     case when rd.is_won then rd.amount_program end as won_amount_program,
-    case when rd.is_won then {{ rewards_utc_date('rd.closed_at') }} - {{ rewards_utc_date('r.submitted_at') }} end
+    case when rd.is_won then {{ utc_date('rd.closed_at') }} - {{ utc_date('r.submitted_at') }} end
         as days_to_close
 from referrals as r
 left join referral_deals as rd on rd.referral_id = r.referral_id

@@ -24,7 +24,7 @@ with events as (
             2
         ) as amount,
         e.earned_at,
-        {{ rewards_add_days('e.earned_at', 'e.hold_days') }} as payable_at,
+        {{ add_days('e.earned_at', 'e.hold_days') }} as payable_at,
         t.tier_name as tier,
         e.rules_version,
         e.payout_credit,
