@@ -131,7 +131,7 @@ class PayoutError(RuntimeError):
 class Inputs:
     """The warehouse relations a payout run reads (schema.table or schema.view)."""
 
-    events: str = "marts.fct_reward_events"
+    events: str = "marts.fct_reward_entitlements"  # a dbt table with a contract (its columns and types)
     partners: str = "staging.stg_crm__partners"
     fx_rates: str = "staging.stg_finance__fx_rates"
 

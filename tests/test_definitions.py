@@ -66,7 +66,30 @@ def test_payout_publishing_is_blocked_by_reconciliation_checks():
     checks = {k.name: k for k in graph.asset_check_keys}
     assert "payout_ledger_reconciles" in checks
     assert AssetKey("payout_ledger") in graph.get(AssetKey("payout_files")).parent_keys
-    assert AssetKey(["marts", "fct_reward_events"]) in graph.get(AssetKey("payout_ledger")).parent_keys
+    assert AssetKey(["marts", "fct_reward_entitlements"]) in graph.get(AssetKey("payout_ledger")).parent_keys
+
+
+def test_the_ledger_views_come_after_the_payout_step_that_writes_the_ledger():
+    """The payout step reads the entitlements and writes the ledger tables (its assets); the views over the
+    ledger read those tables, so they come after it: no hidden cycle through the warehouse."""
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    events = graph.get(AssetKey(["marts", "fct_reward_events"]))
+    assert AssetKey(["marts", "fct_reward_entitlements"]) in events.parent_keys
+    assert {
+        AssetKey(["payouts", t]) for t in ("batches", "ledger_lines", "review_lines")
+    } <= events.parent_keys
+    writers = {
+        t: {k.to_user_string() for k in graph.get(AssetKey(["payouts", t])).parent_keys}
+        for t in ("batches", "ledger_lines", "review_lines", "deferred_partners", "partner_payouts")
+    }
+    assert not graph.get(AssetKey(["payouts", "batches"])).is_external, writers
+    ledger_tables = set(graph.get(AssetKey("payout_ledger")).execution_set_asset_keys)
+    assert {AssetKey(["payouts", t]) for t in ("ledger_lines", "review_lines")} <= ledger_tables
+    assert AssetKey(["payouts", "batches"]) in graph.get(AssetKey("payout_files")).execution_set_asset_keys
+    upstream_of_ledger = graph.upstream_key_iterator(AssetKey("payout_ledger"))
+    assert AssetKey(["marts", "fct_reward_events"]) not in set(upstream_of_ledger)
 
 
 def test_the_monthly_payout_batch_has_its_own_job():

@@ -30,17 +30,15 @@ translator = ReferralDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_
 project = dbt_project()
 
 
-@dbt_assets(
-    manifest=project.manifest_path,
-    project=project,
-    partitions_def=daily_partitions,
-    dagster_dbt_translator=translator,
-    name="dbt_models",
-    pool="dbt",
-    backfill_policy=single_run_backfill,
-)
-def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
-    """`dbt build` with the run date in the environment. One dbt invocation at a time per warehouse (advisory lock)."""
+# The views over the payout ledger: they read what the payout step writes (the dbt sources `payouts.*`, which are
+# that step's assets), so they are built and tested after it, by a second, small dbt step; everything else is
+# built before it, by the first. The payout step reads marts.fct_reward_entitlements, never these views.
+LEDGER_VIEWS = "fct_reward_events fct_payout_ledger"
+
+
+def _build(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
+    """`dbt build` of the selected models with the run date in the environment. One dbt invocation at a time per
+    warehouse (advisory lock)."""
     url = pipeline.url
     os.environ.update(dbt_env(url, run_date(context)))
     with advisory_lock(url, DBT_LOCK):
@@ -53,6 +51,36 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: Pi
         yield from invocation.stream()
     if not invocation.is_successful():
         raise Failure(description=dbt_failure_summary(invocation.get_artifact("run_results.json"), url))
+
+
+@dbt_assets(
+    manifest=project.manifest_path,
+    project=project,
+    exclude=LEDGER_VIEWS,
+    partitions_def=daily_partitions,
+    dagster_dbt_translator=translator,
+    name="dbt_models",
+    pool="dbt",
+    backfill_policy=single_run_backfill,
+)
+def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
+    """Every model but the ledger views (and their tests), before the payout step."""
+    yield from _build(context, dbt, pipeline)
+
+
+@dbt_assets(
+    manifest=project.manifest_path,
+    project=project,
+    select=LEDGER_VIEWS,
+    partitions_def=daily_partitions,
+    dagster_dbt_translator=translator,
+    name="dbt_ledger_views",
+    pool="dbt",
+    backfill_policy=single_run_backfill,
+)
+def dbt_ledger_views(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
+    """The views over the payout ledger (and their tests), after the payout step."""
+    yield from _build(context, dbt, pipeline)
 
 
 def dbt_failure_summary(run_results: Mapping[str, Any], url: str) -> str:
@@ -85,4 +113,4 @@ def _stored_messages(url: str, relation: str | None, limit: int = 3) -> list[str
     return out + ["..."] if len(rows) > limit else out
 
 
-assets = [dbt_models]
+assets = [dbt_models, dbt_ledger_views]

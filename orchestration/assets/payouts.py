@@ -8,6 +8,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetSpec,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -15,6 +16,7 @@ from dagster import (
     asset,
     asset_check,
     define_asset_job,
+    multi_asset,
 )
 
 import payout_exports
@@ -27,31 +29,62 @@ from ..resources import PipelineResource
 
 # dbt asset keys are [schema, model].
 UPSTREAM = [
-    AssetKey(["marts", "fct_reward_events"]),
+    AssetKey(["marts", "fct_reward_entitlements"]),
     AssetKey(["staging", "stg_crm__partners"]),
     AssetKey(["staging", "stg_finance__fx_rates"]),
 ]
 
 
-@asset(
+# What the payout step writes, declared as its assets: the dbt sources `payouts.*` have these keys, so the views
+# over the ledger (marts.fct_reward_events, marts.fct_payout_ledger) come after the payout step in the graph.
+LEDGER_TABLES = [
+    AssetKey(["payouts", t]) for t in ("ledger_lines", "review_lines", "deferred_partners", "partner_payouts")
+]
+BATCHES_TABLE = AssetKey(
+    ["payouts", "batches"]
+)  # recorded by payout_ledger, marked published by payout_files
+
+
+def _table_spec(key: AssetKey, writer: str) -> AssetSpec:
+    return AssetSpec(
+        key,
+        group_name="payouts",
+        kinds={"postgres"},
+        partitions_def=daily_partitions,
+        description=f"Append-only ledger table {'.'.join(key.path)}, written by the payout step ({writer}).",
+        skippable=True,
+    )
+
+
+@multi_asset(
     name="payout_ledger",
-    group_name="payouts",
-    partitions_def=daily_partitions,
-    deps=UPSTREAM,
-    kinds={"python", "postgres"},
-    description="Records, in one transaction each, every payout period due as of D 00:00 UTC (never recomputed).",
+    specs=[
+        AssetSpec(
+            "payout_ledger",
+            deps=UPSTREAM,
+            group_name="payouts",
+            kinds={"python", "postgres"},
+            partitions_def=daily_partitions,
+            description="Records, in one transaction each, every payout period due as of D 00:00 UTC (never "
+            "recomputed), from marts.fct_reward_entitlements.",
+        ),
+        *[_table_spec(k, "payout_ledger") for k in LEDGER_TABLES],
+    ],
     pool="payouts",
     backfill_policy=single_run_backfill,
 )
-def payout_ledger(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
+def payout_ledger(context: AssetExecutionContext, pipeline: PipelineResource):
     batches = payout_exports.record_due_batches(
         pipeline.url, run_date(context), code_version=__version__, log=context.log.info
     )
-    return MaterializeResult(metadata={"batches_recorded": MetadataValue.json([b.batch_id for b in batches])})
+    recorded = MetadataValue.json([b.batch_id for b in batches])
+    yield MaterializeResult(asset_key="payout_ledger", metadata={"batches_recorded": recorded})
+    for key in LEDGER_TABLES:
+        yield MaterializeResult(asset_key=key, metadata={"batches_recorded": recorded})
 
 
 @asset_check(
-    asset=payout_ledger,
+    asset=AssetKey("payout_ledger"),
     blocking=True,
     description="Ledger totals equal the due lines of every recorded batch.",
 )
@@ -65,17 +98,24 @@ def payout_ledger_reconciles(pipeline: PipelineResource) -> AssetCheckResult:
     )
 
 
-@asset(
+@multi_asset(
     name="payout_files",
-    group_name="payouts",
-    partitions_def=daily_partitions,
-    deps=[payout_ledger],
-    kinds={"python", "s3"},
-    description="Renders every recorded, unpublished batch and publishes it (data files first, manifest last).",
+    specs=[
+        AssetSpec(
+            "payout_files",
+            deps=["payout_ledger"],
+            group_name="payouts",
+            kinds={"python", "s3"},
+            partitions_def=daily_partitions,
+            description="Renders every recorded, unpublished batch and publishes it (data files first, manifest "
+            "last).",
+        ),
+        _table_spec(BATCHES_TABLE, "payout_files"),
+    ],
     pool="payouts",
     backfill_policy=single_run_backfill,
 )
-def payout_files(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
+def payout_files(context: AssetExecutionContext, pipeline: PipelineResource):
     published = payout_exports.publish_recorded_batches(
         pipeline.url, pipeline.settings.export_uri, log=context.log.info
     )
@@ -93,7 +133,12 @@ def payout_files(context: AssetExecutionContext, pipeline: PipelineResource) -> 
                 },
             )
         )
-    return MaterializeResult(metadata={"batches_published": MetadataValue.json(published)})
+    yield MaterializeResult(
+        asset_key="payout_files", metadata={"batches_published": MetadataValue.json(published)}
+    )
+    yield MaterializeResult(
+        asset_key=BATCHES_TABLE, metadata={"batches_published": MetadataValue.json(published)}
+    )
 
 
 monthly_partitions = MonthlyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
@@ -133,7 +178,9 @@ def payout_batch(context: AssetExecutionContext, pipeline: PipelineResource) -> 
 
 
 @asset_check(
-    asset=payout_files, blocking=True, description="Published files match the ledger and their manifests."
+    asset=AssetKey("payout_files"),
+    blocking=True,
+    description="Published files match the ledger and their manifests.",
 )
 def payout_files_reconcile(pipeline: PipelineResource) -> AssetCheckResult:
     problems = payout_exports.verify_published(pipeline.url, pipeline.settings.export_uri)

@@ -42,7 +42,7 @@ rewards as (
         {{ utc_month('earned_at') }} as month,
         count(*) as reward_events,
         sum(amount) as rewards_earned
-    from {{ ref('fct_reward_events') }}
+    from {{ ref('fct_reward_entitlements') }}
     group by 1, 2
 ),
 

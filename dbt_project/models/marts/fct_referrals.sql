@@ -27,7 +27,7 @@ referral_deals as (
 
 bonuses as (
     select referral_id, amount
-    from {{ ref('fct_reward_events') }}
+    from {{ ref('fct_reward_entitlements') }}
     where event_type = 'referral_bonus'
 )
 

@@ -1,42 +1,12 @@
 {{ config(materialized='view') }}
--- One row per reward event earned by the current data (see docs/rules.md, Reward events), with its payout
--- status as of the published ledger (see docs/rules.md, Payout batches). Amounts are rounded once, to 2
--- places, half away from zero (PostgreSQL round(numeric, 2)); events of 0.00 are kept. Approvals, disputes
--- and holds are decided by the payout step; this view only reports what the latest published batch decided.
+-- One row per reward event earned by the current data (fct_reward_entitlements), with its payout status as of
+-- the published ledger (see docs/rules.md, Payout batches). Approvals, disputes and holds are decided by the
+-- payout step; this view only reports what the latest published batch decided.
 --
--- A view, so that the status follows the ledger, which the payout step writes after dbt. The payout step
--- itself reads this view (its original columns only): the ledger joins add no rows, and the planner drops them
--- when their columns are not selected (each joined relation is unique on its join key).
+-- A view, so that the status follows the ledger, which the payout step writes after the entitlements are
+-- built: in the Dagster graph it comes after the payout step (the `payouts` sources are that step's asset).
 with events as (
-    select
-        e.event_id,
-        e.event_type,
-        e.partner_id,
-        e.deal_id,
-        e.referral_id,
-        round(
-            case e.event_type
-                when 'referral_bonus' then t.referral_bonus
-                when 'qualified_bonus' then t.qualified_bonus * e.payout_credit
-                -- least() ignores a null cap: no cap.
-                when 'commission' then least(e.commission_cap_per_deal, e.commission_base * t.commission_rate * e.payout_credit)
-            end,
-            2
-        ) as amount,
-        e.earned_at,
-        {{ add_days('e.earned_at', 'e.hold_days') }} as payable_at,
-        t.tier_name as tier,
-        e.rules_version,
-        e.payout_credit,
-        e.commission_base,
-        t.commission_rate,
-        t.trailing_revenue,
-        e.commission_cap_per_deal
-    from {{ ref('int_rewards__event_candidates') }} as e
-    inner join {{ ref('int_tiers__partner_months') }} as t
-        on t.partner_id = e.partner_id
-        and t.tier_month = e.tier_month
-        and t.rules_version = e.rules_version
+    select * from {{ ref('fct_reward_entitlements') }}
 ),
 
 published as (
