@@ -280,14 +280,14 @@ def pipeline(url: str, scale: str, days: int) -> None:
         print(f"load      {rows} rows in {secs:8.2f} s = {rows / secs:10.0f} rows/s")
     with psycopg.connect(url) as conn:
         write_rules(conn, load_rules(Settings.from_env().rules_file))
-    env = {**os.environ, **dbt_env(url)}
     run_date = start + dt.timedelta(days=days - 1)
+    env = {**os.environ, **dbt_env(url, run_date)}
     for label in ("dbt build (first)", "dbt build (again)"):
         t = time.perf_counter()
         proc = subprocess.run(
             [
                 "dbt",
-                *build_args(run_date),
+                *build_args(),
                 "--project-dir",
                 str(DBT_PROJECT_DIR),
                 "--profiles-dir",

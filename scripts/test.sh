@@ -25,7 +25,7 @@ run_one() {  # run_one SERVER [pytest args...]: one pytest session against SERVE
   local base
   base=$(mktemp -d -t referral-pytest-XXXXXX)  # concurrent pytest sessions never prune each other's folders
   local rc=0
-  REFERRAL_TEST_SERVER=$server python -m pytest -p no:cacheprovider --basetemp="$base" "$@" || rc=$?
+  REFERRAL_TEST_SERVER=$server python -m pytest -p no:cacheprovider --durations=15 --basetemp="$base" "$@" || rc=$?
   rm -rf "$base"
   return $rc
 }
