@@ -14,6 +14,8 @@ import psycopg
 import yaml
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+# Data-driven models (see docs/analytics.md) are refitted every night: analysis only, never payout credit.
+DATA_DRIVEN_MODELS = ("markov", "shapley")
 TOUCH_TYPES = ("referral", "marketing", "link_click")
 EVENT_TYPES = ("referral_bonus", "qualified_bonus", "commission")
 DEAL_TYPES = ("new_business", "expansion", "renewal")
@@ -162,6 +164,12 @@ def _parse_version(raw: Any, index: int, file: str) -> RulesVersion:
     if unknown:
         raise ctx.fail(unknown[0], "unknown field")
     model = ctx.get(raw, "attribution_model")
+    if model in DATA_DRIVEN_MODELS:
+        raise ctx.fail(
+            "attribution_model",
+            f"{model!r} is a data-driven model for analysis only and cannot decide payouts (each nightly refit "
+            f"would change paid history); expected one of {', '.join(MODELS)}",
+        )
     if model not in MODELS:
         raise ctx.fail("attribution_model", f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     half_life = ctx.decimal(
