@@ -338,7 +338,14 @@ def _month(conn: psycopg.Connection, batch: Batch, inputs: Inputs) -> tuple[list
     prev_batch, previous = _previous_balances(conn, batch.period)
     partners = _partners(conn, inputs)
     ctx = _context(conn, paid + held)
-    ids = sorted({x["partner_id"] for x in paid + held} | deferred.keys() | payouts.keys())
+    paid_by: dict[str, list[dict]] = defaultdict(list)
+    held_by: dict[str, list[dict]] = defaultdict(list)
+    for x in paid:
+        paid_by[x["partner_id"]].append(x)
+    for x in held:
+        held_by[x["partner_id"]].append(x)
+    rate_dates: dict[tuple[str, Decimal], str] = {}
+    ids = sorted(paid_by.keys() | held_by.keys() | deferred.keys() | payouts.keys())
     out: dict[str, Statement] = {}
     cur = batch.program_currency
     for pid in ids:
@@ -361,8 +368,7 @@ def _month(conn: psycopg.Connection, batch: Batch, inputs: Inputs) -> tuple[list
                 ),
             )
         )
-        mine_paid = [x for x in paid if x["partner_id"] == pid]
-        mine_held = [x for x in held if x["partner_id"] == pid]
+        mine_paid, mine_held = paid_by.get(pid, []), held_by.get(pid, [])
         rows += [_line_row(batch, "paid_line", x, ctx) for x in mine_paid]
         rows += [_line_row(batch, "held_line", x, ctx) for x in mine_held]
         if pid in deferred:
@@ -390,6 +396,8 @@ def _month(conn: psycopg.Connection, batch: Batch, inputs: Inputs) -> tuple[list
         )
         if pid in payouts:
             _, count, amount, currency, rate, payout_amount = payouts[pid]
+            if currency != cur and (currency, rate) not in rate_dates:
+                rate_dates[(currency, rate)] = _rate_date(conn, inputs, currency, rate, batch.cutoff)
             if amount != st.paid_amount or count != len(mine_paid):
                 raise PayoutError(
                     f"{batch.batch_id}: partner {pid}: its payout ({amount}, {count} lines) differs from its lines"
@@ -402,9 +410,7 @@ def _month(conn: psycopg.Connection, batch: Batch, inputs: Inputs) -> tuple[list
                     amount=amount,
                     currency=currency,
                     fx_rate=rate,
-                    fx_rate_date=_rate_date(conn, inputs, currency, rate, batch.cutoff)
-                    if currency != cur
-                    else "",
+                    fx_rate_date=rate_dates[(currency, rate)] if currency != cur else "",
                     payout_amount=payout_amount,
                     note=f"to transfer in {currency}"
                     + ("" if currency != cur else " (the program currency: rate 1)"),
@@ -550,7 +556,8 @@ color:#1d2430;padding:0 1rem;line-height:1.4}
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ccd3dd}
 .meta{color:#4a5565;margin-top:0}
 table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.5rem 0}
-th,td{border-bottom:1px solid #e3e7ee;padding:.3rem .4rem;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #e3e7ee;padding:.3rem .4rem;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
 th{background:#f3f5f8}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.summary{width:auto;min-width:28rem}table.summary th{background:none;font-weight:normal}
 tr.total td{font-weight:bold}.held{color:#8a4b00}.note{color:#4a5565;font-size:.85rem}
