@@ -65,6 +65,8 @@ class _Listener:
             return
         if event.is_step_start and event.step_key == "dbt_models":
             self.report.line(f"  dbt build started: {self.dbt_total} models and tests")
+        elif event.is_step_start and event.step_key == "dbt_ledger_views":
+            self.report.line("  dbt build of the ledger views and their tests (after the payout step)")
         elif event.is_step_failure:
             message = _root_message(event.step_failure_data.error)
             self.failures.append((event.step_key, message))
@@ -136,7 +138,7 @@ def run_nightly(
 
     With `output_log`, what the run logs (dbt's log included) goes to that file instead of the terminal, and
     `report` shows concise progress. Raises RunFailed naming every step that failed."""
-    from .assets.dbt import dbt_models
+    from .assets.dbt import dbt_ledger_views, dbt_models
     from .definitions import defs
 
     end = end or start
@@ -154,8 +156,8 @@ def run_nightly(
     instance = instance or _instance()
     listener = _Listener(
         report or Silent(),
-        dbt_keys=frozenset(dbt_models.keys),
-        dbt_total=len(dbt_models.keys) + len(dbt_models.check_keys),
+        dbt_keys=frozenset(dbt_models.keys | dbt_ledger_views.keys),
+        dbt_total=sum(len(a.keys) + len(a.check_keys) for a in (dbt_models, dbt_ledger_views)),
     )
     instance.add_event_listener(run_id, listener)
     days = (end - start).days + 1

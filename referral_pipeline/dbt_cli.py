@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from .warehouse import connection_params
+
+# PostgreSQL compiles a query with LLVM (JIT) once its estimated cost passes jit_above_cost. For the nightly's
+# queries that compilation takes 0.5-2 s per statement, far more than running them (measured in
+# docs/performance.md), and a build runs hundreds of statements: dbt's sessions run with JIT off.
+JIT_OFF = "-c jit=off"
+
+
+def pg_options(current: str | None) -> str:
+    """PGOPTIONS for dbt's sessions: the caller's own options, plus JIT off unless they set `jit` themselves."""
+    current = (current or "").strip()
+    if "jit=" in current.replace(" ", ""):
+        return current
+    return f"{current} {JIT_OFF}".strip()
 
 
 def dbt_env(url: str, run_date: dt.date | None = None) -> dict[str, str]:
     """Environment variables read by the dbt project: the connection (profiles.yml), derived from the one
     warehouse URL, and the run date (REFERRAL_RUN_DATE, read by the macro run_date; empty: today).
-    The run date is an env var rather than `--vars` so that dbt's partial parsing survives between runs."""
+    The run date is an env var rather than `--vars` so that dbt's partial parsing survives between runs.
+    PGOPTIONS turns PostgreSQL's JIT off for dbt's sessions (see pg_options)."""
     p = connection_params(url)
     return {
         "REFERRAL_DBT_HOST": p["host"],
@@ -19,6 +34,7 @@ def dbt_env(url: str, run_date: dt.date | None = None) -> dict[str, str]:
         "REFERRAL_DBT_PASSWORD": p["password"],
         "REFERRAL_DBT_DBNAME": p["dbname"],
         "REFERRAL_RUN_DATE": run_date.isoformat() if run_date else "",
+        "PGOPTIONS": pg_options(os.environ.get("PGOPTIONS")),
     }
 
 

@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py ingest [--rows 1000000] [--rounds 3] [--server URL]
     python scripts/benchmark.py pipeline [--scale medium] [--days 30] [--server URL]
+    python scripts/benchmark.py nightly [--scale large] [--days 30] [--server URL]
 
 `ingest`: for a CSV entity (marketing/activities) and a JSONL entity (links/clicks), writes one landing file
 of --rows synthetic rows (valid except about 0.1% that the loader rejects, shaped like the exports of
@@ -15,6 +16,11 @@ referral_pipeline/generate.py), then times, in alternating rounds on the same se
   BINARY data for the file, made beforehand) into the emptied raw table itself, with its indexes: what any
   loader writing these rows to this table pays on the server.
 It prints the rates per round, the best of each, and the ratios of the best rates (loader / raw COPY).
+
+`nightly`: generates --days of sample exports, backfills all but the last day through the real nightly job (one
+run), then runs the last day's nightly twice (the second is a rerun) and compares each run's wall time with the
+SQL it executed, replayed alone (the compiled selects of its tables and data tests, rolled back); prints the
+slowest five statements.
 
 `pipeline`: generates sample exports (referral_pipeline/generate.py), loads every partition, builds dbt.
 
@@ -302,9 +308,94 @@ def pipeline(url: str, scale: str, days: int) -> None:
         print(f"{label:<18}: {time.perf_counter() - t:8.2f} s {status}")
 
 
+def _compiled_file(target: Path, node: dict) -> Path:
+    """Where dbt writes a node's compiled SQL: models and singular tests beside their path, generic tests in a
+    folder named after the .yml file that declares them."""
+    path = target / "compiled" / node["package_name"] / node["original_file_path"]
+    return path / node["path"] if node["original_file_path"].endswith(".yml") else path
+
+
+def _nodes_run_since(target: Path, since: float) -> list[dict]:
+    """The models and data tests whose compiled SQL dbt wrote after `since`: what a run executed."""
+    manifest = json.loads((target / "manifest.json").read_text())
+    nodes = [n for n in manifest["nodes"].values() if n["resource_type"] in ("model", "test")]
+    return [
+        n
+        for n in nodes
+        if _compiled_file(target, n).exists() and _compiled_file(target, n).stat().st_mtime >= since
+    ]
+
+
+def replay_sql(url: str, target: Path, nodes: list[dict]) -> list[tuple[float, str]]:
+    """Time the SQL of the nodes a run executed, alone: each table or incremental model's compiled select into a
+    temporary table, each data test's select, each in a transaction rolled back (nothing changes). Views cost
+    nothing to create: their queries run inside the models and tests that read them."""
+    times = []
+    with psycopg.connect(url) as conn:
+        for node in nodes:
+            if node["resource_type"] == "model" and node["config"].get("materialized") == "view":
+                continue
+            sql = _compiled_file(target, node).read_text()
+            statement = (
+                f"create temporary table _replay as {sql}"
+                if node["resource_type"] == "model"
+                else f"select count(*) from ({sql}) as _t"
+            )
+            t = time.perf_counter()
+            conn.execute(statement)
+            times.append((time.perf_counter() - t, node["name"]))
+            conn.rollback()
+    return sorted(times, reverse=True)
+
+
+def nightly(url: str, scale: str, days: int) -> None:
+    """One nightly run after `days - 1` days of history: its wall time against the SQL it ran, replayed alone."""
+    from dagster import DagsterInstance
+
+    from orchestration.run import run_nightly
+
+    start = dt.date(2025, 1, 1)
+    last = start + dt.timedelta(days=days - 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        landing = Path(tmp) / "landing"
+        t = time.perf_counter()
+        generate(landing, start, days, scale=scale, seed=7, log=lambda m: None)
+        print(f"generate  {scale} x {days} days: {time.perf_counter() - t:8.2f} s", flush=True)
+        os.environ.update(
+            REFERRAL_WAREHOUSE_URL=url,
+            REFERRAL_LANDING_URI=str(landing),
+            REFERRAL_EXPORT_URI=str(Path(tmp) / "exports"),
+            REFERRAL_DATA_DIR=str(Path(tmp) / "data"),
+            REFERRAL_IP_HASH_KEY="benchmark-key",
+        )
+        instance = DagsterInstance.ephemeral()
+        log = Path(tmp) / "runs.log"  # what the runs print (dbt's log included)
+        t = time.perf_counter()
+        run_nightly(start, last - dt.timedelta(days=1), output_log=log, instance=instance)
+        print(f"history: one backfill run of {days - 1} days: {time.perf_counter() - t:8.2f} s", flush=True)
+        target = Settings.from_env().dbt_target_dir
+        for label in ("nightly", "the same nightly again"):
+            since = time.time()
+            t = time.perf_counter()
+            run_nightly(last, output_log=log, instance=instance)
+            wall = time.perf_counter() - t
+            replay = replay_sql(url, target, _nodes_run_since(target, since))
+            sql = sum(s for s, _ in replay)
+            print(
+                f"{label:<24} wall {wall:7.2f} s; its SQL replayed alone {sql:7.2f} s ({len(replay)} statements); "
+                f"the rest {wall - sql:6.2f} s; wall / SQL {wall / sql:5.2f}",
+                flush=True,
+            )
+        print("slowest five statements of that nightly:")
+        for secs, name in replay[:5]:
+            print(f"  {secs:7.2f} s  {secs / sql:6.1%} of its SQL  {name}")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak memory of the benchmark process (the nightly runs in it): {peak:.0f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", nargs="?", default="pipeline", choices=["ingest", "pipeline"])
+    ap.add_argument("part", nargs="?", default="pipeline", choices=["ingest", "pipeline", "nightly"])
     ap.add_argument("--rows", type=int, default=1_000_000, help="ingest: rows per file")
     ap.add_argument("--rounds", type=int, default=3, help="ingest: alternating rounds of raw COPY and loader")
     ap.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
@@ -321,6 +412,8 @@ def main() -> None:
         ensure_schema(url)
         if args.part == "ingest":
             ingest(url, args.rows, args.rounds)
+        elif args.part == "nightly":
+            nightly(url, args.scale, args.days)
         else:
             pipeline(url, args.scale, args.days)
     finally:

@@ -7,7 +7,7 @@ import pytest
 
 from referral_pipeline.cli import build_parser
 from referral_pipeline.controls import ControlError, parse_credits
-from referral_pipeline.dbt_cli import build_args, dbt_env
+from referral_pipeline.dbt_cli import build_args, dbt_env, pg_options
 from referral_pipeline.demo import month_ranges
 
 
@@ -21,7 +21,8 @@ def test_build_args_leave_the_run_date_to_the_environment():
     assert dbt_env("postgresql://u@h/d")["REFERRAL_RUN_DATE"] == ""
 
 
-def test_dbt_env_comes_from_the_one_warehouse_url():
+def test_dbt_env_comes_from_the_one_warehouse_url(monkeypatch):
+    monkeypatch.delenv("PGOPTIONS", raising=False)
     env = dbt_env("postgresql://alice:s3cret@db.example:6543/wh")
     assert env == {
         "REFERRAL_DBT_HOST": "db.example",
@@ -30,9 +31,18 @@ def test_dbt_env_comes_from_the_one_warehouse_url():
         "REFERRAL_DBT_PASSWORD": "s3cret",
         "REFERRAL_DBT_DBNAME": "wh",
         "REFERRAL_RUN_DATE": "",
+        "PGOPTIONS": "-c jit=off",
     }
     socket = dbt_env("postgresql://postgres@/referral?host=/tmp/x/data")
     assert socket["REFERRAL_DBT_HOST"] == "/tmp/x/data" and socket["REFERRAL_DBT_DBNAME"] == "referral"
+
+
+def test_dbt_sessions_run_without_jit_unless_the_user_sets_it(monkeypatch):
+    assert pg_options(None) == "-c jit=off"
+    assert pg_options("-c statement_timeout=0") == "-c statement_timeout=0 -c jit=off"
+    assert pg_options("-c jit=on") == "-c jit=on"
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=64MB")
+    assert dbt_env("postgresql://u@h/d")["PGOPTIONS"] == "-c work_mem=64MB -c jit=off"
 
 
 def test_month_ranges_end_on_the_first_of_each_month():
