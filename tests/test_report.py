@@ -129,21 +129,32 @@ def test_the_data_quality_days_add_up_to_the_rejected_rows(written, golden_night
     assert [c[0] for c in cells] == sorted(c[0] for c in cells)
 
 
-def test_attribution_lists_every_model_and_says_when_the_data_driven_fit_is_missing(written, golden_nightly):
-    import psycopg
-
-    with psycopg.connect(golden_nightly["url"]) as conn:
-        fitted = conn.execute(
-            "select to_regclass('marts.fct_attribution_data_driven') is not null"
-        ).fetchone()[0]
+def test_attribution_lists_every_model_with_the_data_driven_fit(written, golden_nightly):
     text = (written["first"] / "program-report.html").read_text(encoding="utf-8")
     section = text[text.index('id="attribution"') : text.index('id="payouts"')]
     for model in ("first_touch", "last_touch", "linear", "time_decay", "position_based", "payout"):
         assert f"<th>{model}</th>" in section
-    if fitted:
-        assert "<th>markov</th>" in section and "<th>shapley</th>" in section
-    else:
-        assert "data-driven fit (Markov, Shapley) is not available" in section
+    # The nightly fits the data-driven models before the report: both are listed, with the fit's dates.
+    assert "<th>markov</th>" in section and "<th>shapley</th>" in section
+    assert "<h3>Data-driven fit</h3>" in section and "<td>2025-03-01</td>" in section
+
+
+def test_without_the_data_driven_table_the_report_says_the_fit_is_not_available():
+    from referral_pipeline.report import ReportData, render_charts, render_html
+
+    data = ReportData(
+        as_of=None,
+        period=None,
+        program_currency="USD",
+        partners={},
+        performance=[],
+        attribution=[],
+        data_driven=None,
+    )
+    charts = render_charts(data)
+    page = render_html(data, charts, {name: f"{name}.png" for name in charts})
+    assert "The data-driven fit (Markov, Shapley) is not available" in page
+    assert page.count("<svg") == CHARTS
 
 
 def test_period_keeps_the_months_up_to_and_including_it(env, tmp_path, capsys):
@@ -184,3 +195,18 @@ def test_the_nightly_materialized_the_report_and_links_to_it(golden_nightly):
     assert metadata["report"].value == path.resolve().as_uri()
     assert all(Path(p).is_file() for p in metadata["charts"].value)
     assert "As of 2025-03-01" in path.read_text(encoding="utf-8")
+
+
+def test_the_report_asset_runs_after_the_marts_payouts_and_data_driven_fit():
+    from dagster import AssetKey
+
+    from orchestration.definitions import defs
+
+    parents = defs.resolve_asset_graph().get(AssetKey("program_report")).parent_keys
+    for key in (
+        ["marts", "fct_partner_performance_monthly"],
+        ["marts", "fct_payout_ledger"],
+        ["payout_files"],
+        ["marts", "fct_attribution_data_driven"],
+    ):
+        assert AssetKey(key) in parents, key

@@ -9,7 +9,8 @@ from referral_pipeline.warehouse import connect
 from ..partitions import daily_partitions, single_run_backfill
 from ..resources import PipelineResource
 
-# The marts the report reads (dbt asset keys are [schema, model]), and the published payout batches.
+# The marts the report reads (dbt asset keys are [schema, model]), the published payout batches and the
+# data-driven attribution tables.
 UPSTREAM = [
     AssetKey(["marts", "fct_partner_performance_monthly"]),
     AssetKey(["marts", "fct_attribution"]),
@@ -18,6 +19,9 @@ UPSTREAM = [
     AssetKey(["marts", "fct_touchpoints"]),
     AssetKey(["marts", "dim_partners"]),
     AssetKey(["payout_files"]),
+    # The data-driven fit (asset data_driven_attribution), so the report shows the fit of the same run.
+    AssetKey(["marts", "fct_attribution_data_driven"]),
+    AssetKey(["marts", "dim_partner_weights_data_driven"]),
 ]
 
 
