@@ -1,4 +1,4 @@
-"""Control commands for partner managers and finance (SPEC section 8): each writes one append-only, audited
+"""Control commands for partner managers and finance (see docs/rules.md, Holds, review, disputes and approvals): each writes one append-only, audited
 row set (who, when, why) and refuses bad input with a message that says what to do. The lists (held payout
 lines, disputes, overrides) return plain rows (dicts) for the command line to print."""
 

@@ -85,7 +85,7 @@ create table if not exists rules.free_mail_domains (
   domain text primary key
 );
 
--- Control tables (SPEC section 8): append-only, every row says who, when and why.
+-- Control tables (see docs/rules.md, Holds, review, disputes and approvals): append-only, every row says who, when and why.
 create table if not exists controls.approvals (
   approval_id bigserial primary key,
   event_id text not null,

@@ -1,4 +1,4 @@
--- Approvals of reward events (SPEC section 8), append-only: one row per approval.
+-- Approvals of reward events (see docs/rules.md, Holds, review, disputes and approvals), append-only: one row per approval.
 with source as (
     select * from {{ source('controls', 'approvals') }}
 ),

@@ -1,4 +1,4 @@
--- Attribution override rows (SPEC section 8), append-only: one row per (override set, partner). A set is left out
+-- Attribution override rows (see docs/rules.md, Holds, review, disputes and approvals), append-only: one row per (override set, partner). A set is left out
 -- once a later withdrawal of its deal is recorded (set ids and withdrawal ids share one sequence): the latest
 -- action per deal wins, and a deal whose latest action is a withdrawal has no rows, so it goes back to its
 -- computed attribution.

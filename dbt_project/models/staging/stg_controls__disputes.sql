@@ -1,4 +1,4 @@
--- Dispute actions (SPEC section 8), append-only: one row per open or resolve action.
+-- Dispute actions (see docs/rules.md, Holds, review, disputes and approvals), append-only: one row per open or resolve action.
 with source as (
     select * from {{ source('controls', 'disputes') }}
 ),
