@@ -125,6 +125,18 @@ def test_the_installed_wheel_runs_the_demo_without_the_source_tree(tmp_path):
         assert "last published batch: 2025-01" in status.stdout
         assert "next due period: 2025-02" in status.stdout
 
+        # The finance and analyst outputs of the installed package, on the demo's data.
+        statements = run("statements", "--period", "2025-01")
+        assert statements.returncode == 0, statements.stdout + statements.stderr
+        folder = work / ".referral" / "exports" / "period=2025-01" / "statements"
+        assert (folder / "manifest.json").is_file() and list(folder.glob("*.html")), statements.stdout
+
+        report = run("report")
+        assert report.returncode == 0, report.stdout + report.stderr
+        reports = work / ".referral" / "reports"
+        assert (reports / "program-report.html").is_file()
+        assert len(list(reports.glob("program-report-*.png"))) == 4, sorted(p.name for p in reports.iterdir())
+
         assert (work / ".referral" / "dbt" / "target" / "manifest.json").is_file()
         assert _site_files(venv) == installed, "the installed package must never be written to"
     finally:
