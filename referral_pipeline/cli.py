@@ -263,6 +263,22 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
         print(stop_embedded(settings))
         return 0
     url = _warehouse(settings)
+    if args.action == "roles":
+        import psycopg
+
+        from .roles import RolesError, create_roles
+
+        try:
+            with psycopg.connect(url) as conn:
+                print(create_roles(conn, args.prefix))
+        except RolesError as exc:
+            raise CliError(str(exc)) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise CliError(
+                f"warehouse roles: {str(exc).strip().splitlines()[0]}; run it as a superuser (or a role with "
+                "CREATEROLE that owns the pipeline's schemas), e.g. REFERRAL_WAREHOUSE_URL=postgresql://postgres@..."
+            ) from None
+        return 0
     print(f"warehouse: {_redact(url)}\nconnect:   {psql_command(url)}")
     return 0
 
@@ -427,11 +443,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = add(
         "warehouse",
-        "print the warehouse URL and psql command (starting the embedded server), or stop it",
+        "print the warehouse URL and psql command (starting the embedded server), stop it, or create the "
+        "least-privilege group roles",
         cmd_warehouse,
     )
     w.add_argument(
-        "action", nargs="?", default="info", choices=["info", "stop"], help="info (default) or stop"
+        "action",
+        nargs="?",
+        default="info",
+        choices=["info", "stop", "roles"],
+        help="info (default), stop, or roles: create the NOLOGIN group roles PREFIX_loader, _transformer, "
+        "_payouts, _finance, _analyst and their privileges (idempotent; run as a superuser; see "
+        "docs/operations.md, Least-privilege roles)",
+    )
+    w.add_argument(
+        "--prefix",
+        default="referral",
+        metavar="NAME",
+        help="roles: the group roles' name prefix (default referral: referral_loader, ...)",
     )
 
     u = add(

@@ -91,7 +91,8 @@ create table if not exists controls.approvals (
   event_id text not null,
   created_by text not null,
   reason text not null,
-  created_at timestamptz not null default clock_timestamp()
+  created_at timestamptz not null default clock_timestamp(),
+  session_user_name text not null default session_user  -- the database login that wrote the row, beside --by
 );
 create table if not exists controls.disputes (
   dispute_action_id bigserial primary key,
@@ -100,7 +101,8 @@ create table if not exists controls.disputes (
   action text not null check (action in ('open', 'resolve')),
   created_by text not null,
   reason text not null,
-  created_at timestamptz not null default clock_timestamp()
+  created_at timestamptz not null default clock_timestamp(),
+  session_user_name text not null default session_user  -- the database login that wrote the row, beside --by
 );
 create table if not exists controls.attribution_overrides (
   override_row_id bigserial primary key,
@@ -110,7 +112,8 @@ create table if not exists controls.attribution_overrides (
   credit numeric not null check (credit > 0),
   created_by text not null,
   reason text not null,
-  created_at timestamptz not null default clock_timestamp()
+  created_at timestamptz not null default clock_timestamp(),
+  session_user_name text not null default session_user  -- the database login that wrote the row, beside --by
 );
 create sequence if not exists controls.attribution_override_set_seq;
 -- Withdrawals of a deal's override (append-only). Ids come from the override set sequence, so a deal's sets and
@@ -120,8 +123,31 @@ create table if not exists controls.attribution_override_withdrawals (
   deal_id text not null,
   created_by text not null,
   reason text not null,
-  created_at timestamptz not null default clock_timestamp()
+  created_at timestamptz not null default clock_timestamp(),
+  session_user_name text not null default session_user  -- the database login that wrote the row, beside --by
 );
+"""
+
+
+# Every control table records the database login (session_user) that wrote each row, beside the person named by
+# --by. Warehouses created before the column existed get it here; rows written before then carry '' (unknown).
+CONTROL_SESSION_USER_UPGRADE = """
+do $$
+declare t record;
+begin
+  for t in
+    select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = 'controls' and c.relkind in ('r', 'p')
+      and not exists (
+        select 1 from pg_attribute a
+        where a.attrelid = c.oid and a.attname = 'session_user_name' and not a.attisdropped
+      )
+  loop
+    execute format('alter table controls.%I add column if not exists session_user_name text not null default %L',
+                   t.relname, '');
+    execute format('alter table controls.%I alter column session_user_name set default session_user', t.relname);
+  end loop;
+end $$;
 """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .config import Settings
-from .ddl import all_ddl
+from .ddl import CONTROL_SESSION_USER_UPGRADE, SCHEMAS, all_ddl
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +127,70 @@ def advisory_lock(url: str, key: int) -> Iterator[None]:
             conn.execute("select pg_advisory_unlock(%s)", (key,))
 
 
+class SchemaNotReady(psycopg.errors.InsufficientPrivilege):
+    """The warehouse lacks tables or columns this version needs and the connected role may not create them."""
+
+
+def _expected_tables() -> list[str]:
+    """schema.table of every table the Python-owned DDL creates (the pipeline's tables and the ledger)."""
+    from payout_exports.ledger import LEDGER_DDL
+
+    return re.findall(r"create table if not exists (\w+\.\w+)", all_ddl() + LEDGER_DDL)
+
+
+def missing_schema_objects(conn: psycopg.Connection) -> list[str]:
+    """What the warehouse lacks of the Python-owned schema: tables, and the session_user_name column of the control
+    tables (read from the catalogs, so any role can ask)."""
+    present = {
+        f"{schema}.{table}"
+        for schema, table in conn.execute(
+            "select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = any(%s) and c.relkind in ('r', 'p')",
+            (list(SCHEMAS),),
+        )
+    }
+    missing = [t for t in _expected_tables() if t not in present]
+    missing += [
+        f"controls.{table}.session_user_name"
+        for (table,) in conn.execute(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = 'controls' and c.relkind in ('r', 'p') and not exists ("
+            "  select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'session_user_name'"
+            "  and not a.attisdropped) order by 1"
+        )
+    ]
+    return missing
+
+
 def ensure_schema(url: str) -> None:
-    """Create every schema and Python-owned table (idempotent, serialised across processes)."""
+    """Create every schema and Python-owned table and bring older warehouses up to date (idempotent, serialised
+    across processes).
+
+    A role that may not create schemas in the database (the least-privilege roles of `warehouse roles`) changes
+    nothing: it checks that everything exists and raises SchemaNotReady, naming what is missing, when not."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("select pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         try:
+            can_create = conn.execute(
+                "select has_database_privilege(current_database(), 'CREATE')"
+            ).fetchone()[0]
+            if not can_create:
+                missing = missing_schema_objects(conn)
+                if missing:
+                    user = conn.execute("select current_user").fetchone()[0]
+                    raise SchemaNotReady(
+                        f"the warehouse lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} and "
+                        f"role {user} may not create it: run `referral-pipeline warehouse roles` once as the "
+                        "warehouse's owner"
+                    )
+                return
             with conn.transaction():
                 conn.execute(all_ddl())
             from payout_exports import ensure_ledger_schema
 
             ensure_ledger_schema(conn)
+            with conn.transaction():
+                conn.execute(CONTROL_SESSION_USER_UPGRADE)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
