@@ -305,3 +305,14 @@ def test_restricted_roles_check_the_schema_and_the_owner_upgrades_it(roles):
             "order by dispute_action_id"
         ).fetchall()
     assert rows == [("Old", ""), ("Ana", roles["users"]["finance"])]
+
+
+def test_roles_refused_to_a_restricted_login_and_a_bad_prefix_in_one_line(roles, capsys, monkeypatch):
+    monkeypatch.setenv("REFERRAL_WAREHOUSE_URL", roles["urls"]["analyst"])
+    assert main(["warehouse", "roles", "--prefix", roles["prefix"]]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: warehouse roles: ") and "superuser" in err and "\n" not in err
+    monkeypatch.setenv("REFERRAL_WAREHOUSE_URL", roles["url"])
+    assert main(["warehouse", "roles", "--prefix", "Bad-Prefix"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --prefix 'Bad-Prefix': ") and "\n" not in err
