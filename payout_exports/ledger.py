@@ -205,7 +205,14 @@ def ensure_ledger_schema(conn: psycopg.Connection) -> None:
     """Create the ledger tables (idempotent; serialised with other payout work)."""
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (PAYOUT_LOCK,))
-        conn.execute(LEDGER_DDL)
+        # A least-privilege login (the payouts role) may not create schemas, and PostgreSQL refuses even
+        # `create schema if not exists` to it: once the ledger exists, such a login leaves it as it is.
+        ready = conn.execute(
+            "select not has_database_privilege(current_database(), 'CREATE') "
+            "and to_regclass('payouts.partner_payouts') is not null"
+        ).fetchone()[0]
+        if not ready:
+            conn.execute(LEDGER_DDL)
 
 
 def _relation(name: str) -> sql.Composable:

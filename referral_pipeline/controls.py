@@ -50,6 +50,14 @@ def _lookup(
         ) from None
 
 
+def _serialise(conn: psycopg.Connection, table: str) -> None:
+    """Serialise the control commands that check, then append to, `table` until the transaction ends. An
+    advisory lock, not `lock table`: PostgreSQL grants that lock mode only with UPDATE, DELETE or TRUNCATE on
+    the table, which the finance role (insert only on controls) does not have. Every writer of the control
+    tables goes through this module."""
+    conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (table,))
+
+
 def _exists(conn: psycopg.Connection, relation: str, column: str, value: str, what: str) -> bool:
     return _lookup(conn, relation, column, value) is not None
 
@@ -59,11 +67,11 @@ def approve(conn: psycopg.Connection, event_id: str, *, by: str, reason: str) ->
     is already approved or already paid in full (there is no hold left to release)."""
     by, reason = _actor(by, reason)
     event_id = event_id.strip()
-    event = _lookup(conn, "marts.fct_reward_events", "event_id", event_id, "amount")
+    event = _lookup(conn, "marts.fct_reward_entitlements", "event_id", event_id, "amount")
     if event is None:
         raise ControlError(f"unknown event {event_id!r}: see marts.fct_reward_events for event ids")
     with conn.transaction():
-        conn.execute("lock table controls.approvals in share row exclusive mode")
+        _serialise(conn, "controls.approvals")
         earlier = conn.execute(
             "select created_by, created_at, reason from controls.approvals where event_id = %s "
             "order by approval_id limit 1",
@@ -125,7 +133,7 @@ def dispute(
     by, reason = _actor(by, reason)
     subject_type, subject_id = _subject(conn, deal_id, referral_id)
     with conn.transaction():
-        conn.execute("lock table controls.disputes in share row exclusive mode")
+        _serialise(conn, "controls.disputes")
         is_open = dispute_is_open(conn, subject_type, subject_id)
         if action == "open" and is_open:
             raise ControlError(f"a dispute on {subject_type} {subject_id} is already open")
@@ -175,6 +183,7 @@ def override(conn: psycopg.Connection, deal_id: str, credit_args: list[str], *, 
         if not _exists(conn, "staging.stg_crm__partners", "partner_id", c.partner_id, "partner"):
             raise ControlError(f"unknown partner {c.partner_id!r}: see staging.stg_crm__partners")
     with conn.transaction():
+        _serialise(conn, "controls.attribution_overrides")  # against a concurrent withdrawal of the deal
         set_id = conn.execute("select nextval('controls.attribution_override_set_seq')").fetchone()[0]
         for c in credits:
             conn.execute(
@@ -193,10 +202,7 @@ def withdraw_override(conn: psycopg.Connection, deal_id: str, *, by: str, reason
     if not deal_id:
         raise ControlError("give the DEAL_ID whose attribution override to withdraw")
     with conn.transaction():
-        conn.execute(
-            "lock table controls.attribution_overrides, controls.attribution_override_withdrawals "
-            "in share row exclusive mode"
-        )
+        _serialise(conn, "controls.attribution_overrides")
         if not overrides_list(conn, deal_id=deal_id, in_force_only=True):
             raise ControlError(
                 f"deal {deal_id} has no attribution override in force, so there is nothing to withdraw "

@@ -17,8 +17,8 @@ from referral_pipeline.rules import parse_rules, write_rules
 INPUT_DDL = """
 create schema if not exists marts;
 create schema if not exists staging;
-drop table if exists marts.fct_reward_events;
-create table marts.fct_reward_events (
+drop table if exists marts.fct_reward_entitlements;
+create table marts.fct_reward_entitlements (
   event_id text primary key, event_type text not null, partner_id text not null, deal_id text, referral_id text,
   amount numeric(18, 2) not null, earned_at timestamptz not null, payable_at timestamptz not null
 );
@@ -71,10 +71,10 @@ def set_events(url: str, events: list[dict]) -> None:
     """Replace the reward events. Each dict: event_id, event_type, partner_id, deal_id, referral_id, amount,
     earned_at, payable_at (text or datetime)."""
     with psycopg.connect(url) as conn:
-        conn.execute("truncate marts.fct_reward_events")
+        conn.execute("truncate marts.fct_reward_entitlements")
         with conn.cursor() as cur:
             cur.executemany(
-                "insert into marts.fct_reward_events values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "insert into marts.fct_reward_entitlements values (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
                         e["event_id"],

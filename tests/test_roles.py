@@ -316,3 +316,31 @@ def test_roles_refused_to_a_restricted_login_and_a_bad_prefix_in_one_line(roles,
     assert main(["warehouse", "roles", "--prefix", "Bad-Prefix"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --prefix 'Bad-Prefix': ") and "\n" not in err
+
+
+def test_the_payout_setup_and_the_control_commands_work_under_their_roles(roles):
+    """The steps that used to need more than their role: the ledger's setup as the payouts login (no schema may
+    be created, even `if not exists`), and `approve` / `dispute` / `override withdraw` as finance (they
+    serialise with advisory locks, not `lock table`, which needs UPDATE or DELETE on the table)."""
+    from payout_exports.ledger import ensure_ledger_schema
+    from referral_pipeline.controls import ControlError, approve, dispute, withdraw_override
+
+    with psycopg.connect(roles["urls"]["transformer"], autocommit=True) as t:
+        t.execute(
+            "create table if not exists staging.stg_crm__referrals as select 'R-1'::text as referral_id"
+        )
+        t.execute("insert into marts.fct_reward_entitlements values ('EV-2', 'PTR-1', 50.00)")
+    with psycopg.connect(roles["urls"]["payouts"]) as conn:
+        ensure_ledger_schema(conn)  # the ledger exists: nothing to create, nothing refused
+    with psycopg.connect(roles["urls"]["finance"]) as conn:
+        approval = approve(conn, "EV-2", by="Ana Ruiz", reason="tax form received by mail")
+        assert approval > 0
+        dispute(
+            conn, "open", deal_id=None, referral_id="R-1", by="Ana Ruiz", reason="customer says otherwise"
+        )
+        with pytest.raises(ControlError, match="no attribution override in force"):
+            withdraw_override(conn, "D-1", by="Ana Ruiz", reason="wrong deal")
+    with psycopg.connect(roles["url"]) as admin:
+        assert admin.execute(
+            "select created_by, session_user_name from controls.approvals where approval_id = %s", (approval,)
+        ).fetchone() == ("Ana Ruiz", roles["users"]["finance"])

@@ -29,7 +29,6 @@ CREDITS = AssetKey(["marts", "fct_attribution_data_driven"])
 WEIGHTS = AssetKey(["marts", "dim_partner_weights_data_driven"])
 
 DDL = """
-create schema if not exists marts;
 create table if not exists marts.fct_attribution_data_driven (
     deal_id text not null,
     partner_id text not null,
@@ -107,6 +106,10 @@ def refit(url: str, fit_date: dt.date) -> dict:
         partners = sorted({p for d in deals for p in d.partners})
         dates = (fit_date, window_start, window_end)
         with conn.transaction():
+            # dbt made the schema; creating it here (even `if not exists`) would need CREATE on the database,
+            # which a least-privilege login does not have (docs/operations.md, Least-privilege roles).
+            if conn.execute("select to_regnamespace('marts') is null").fetchone()[0]:
+                conn.execute("create schema marts")
             conn.execute(DDL)
             conn.execute(
                 "lock table marts.fct_attribution_data_driven, marts.dim_partner_weights_data_driven "
