@@ -80,7 +80,7 @@ def payout_ledger(context: AssetExecutionContext, pipeline: PipelineResource):
     recorded = MetadataValue.json([b.batch_id for b in batches])
     yield MaterializeResult(asset_key="payout_ledger", metadata={"batches_recorded": recorded})
     for key in LEDGER_TABLES:
-        yield MaterializeResult(asset_key=key, metadata={"batches_recorded": recorded})
+        yield MaterializeResult(asset_key=key, metadata={"written_by": "payout_ledger"})
 
 
 @asset_check(
@@ -136,9 +136,7 @@ def payout_files(context: AssetExecutionContext, pipeline: PipelineResource):
     yield MaterializeResult(
         asset_key="payout_files", metadata={"batches_published": MetadataValue.json(published)}
     )
-    yield MaterializeResult(
-        asset_key=BATCHES_TABLE, metadata={"batches_published": MetadataValue.json(published)}
-    )
+    yield MaterializeResult(asset_key=BATCHES_TABLE, metadata={"written_by": "payout_files"})
 
 
 monthly_partitions = MonthlyPartitionsDefinition(start_date="2020-01-01", timezone="UTC")
