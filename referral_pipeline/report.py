@@ -731,6 +731,7 @@ def render_html(data: ReportData, charts: dict[str, tuple[bytes, str]], png_name
 class ReportFiles:
     html: Path
     pngs: list[Path]
+    as_of: dt.date | None = None  # the data's date (the last nightly run), shown in the report
 
 
 def file_names(period: str | None) -> tuple[str, dict[str, str]]:
@@ -756,7 +757,7 @@ def write_report(conn: psycopg.Connection, out_dir: Path, period: str | None = N
         _write(html_path, page.encode("utf-8"))
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
-    return ReportFiles(html=html_path, pngs=pngs)
+    return ReportFiles(html=html_path, pngs=pngs, as_of=data.as_of)
 
 
 def _write(path: Path, content: bytes) -> None:

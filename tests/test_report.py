@@ -194,7 +194,9 @@ def test_the_nightly_materialized_the_report_and_links_to_it(golden_nightly):
     assert path.is_file() and path.name == "program-report.html"
     assert metadata["report"].value == path.resolve().as_uri()
     assert all(Path(p).is_file() for p in metadata["charts"].value)
-    assert "As of 2025-03-01" in path.read_text(encoding="utf-8")
+    # The file is the data folder's, which later runs of this test session may rewrite: the materialization
+    # records the date of the data it reported on.
+    assert metadata["as_of"].value == "2025-03-01"
 
 
 def test_the_report_asset_runs_after_the_marts_payouts_and_data_driven_fit():

@@ -47,6 +47,7 @@ def program_report(context: AssetExecutionContext, pipeline: PipelineResource) -
             "report": MetadataValue.url(files.html.resolve().as_uri()),
             "path": MetadataValue.path(str(files.html)),
             "charts": MetadataValue.json([str(p) for p in files.pngs]),
+            "as_of": MetadataValue.text(files.as_of.isoformat() if files.as_of else "no run yet"),
         }
     )
 
