@@ -319,11 +319,14 @@ def _nodes_run_since(target: Path, since: float) -> list[dict]:
     """The models and data tests whose compiled SQL dbt wrote after `since`: what a run executed."""
     manifest = json.loads((target / "manifest.json").read_text())
     nodes = [n for n in manifest["nodes"].values() if n["resource_type"] in ("model", "test")]
-    return [
-        n
-        for n in nodes
-        if _compiled_file(target, n).exists() and _compiled_file(target, n).stat().st_mtime >= since
-    ]
+    return [n for n in nodes if _written_since(_compiled_file(target, n), since)]
+
+
+def _written_since(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except FileNotFoundError:  # a node this project never compiled
+        return False
 
 
 def replay_sql(url: str, target: Path, nodes: list[dict]) -> list[tuple[float, str]]:

@@ -90,7 +90,6 @@ def test_two_partners_by_hand():
     _close(result.models["markov"].weights, {"A": 14 / 29, "B": 15 / 29})
     assert data_driven.shapley_scores(TWO) == {"A": Fraction(9, 4), "B": Fraction(7, 4)}
     assert result.models["shapley"].weights == {"A": D("0.5625"), "B": D("0.4375")}
-    # A deal with both partners: 14/29 and 15/29 to 15 decimals.
     # A deal with both partners: 14/29 = 0.48275862068965517..., 15/29 = 0.51724137931034482... (the fit is
     # in floating point: equal to the last few of the 15 decimals), summing to exactly 1.
     credits = deal_credits(["B", "A", "B"], result.models["markov"].weights)

@@ -53,31 +53,24 @@ def _build(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: Pipeli
         raise Failure(description=dbt_failure_summary(invocation.get_artifact("run_results.json"), url))
 
 
-@dbt_assets(
-    manifest=project.manifest_path,
-    project=project,
-    exclude=LEDGER_VIEWS,
-    partitions_def=daily_partitions,
-    dagster_dbt_translator=translator,
-    name="dbt_models",
-    pool="dbt",
-    backfill_policy=single_run_backfill,
-)
+# What the two dbt steps share; they differ only in their selection and name.
+_DBT_STEP = {
+    "manifest": project.manifest_path,
+    "project": project,
+    "partitions_def": daily_partitions,
+    "dagster_dbt_translator": translator,
+    "pool": "dbt",
+    "backfill_policy": single_run_backfill,
+}
+
+
+@dbt_assets(**_DBT_STEP, exclude=LEDGER_VIEWS, name="dbt_models")
 def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
     """Every model but the ledger views (and their tests), before the payout step."""
     yield from _build(context, dbt, pipeline)
 
 
-@dbt_assets(
-    manifest=project.manifest_path,
-    project=project,
-    select=LEDGER_VIEWS,
-    partitions_def=daily_partitions,
-    dagster_dbt_translator=translator,
-    name="dbt_ledger_views",
-    pool="dbt",
-    backfill_policy=single_run_backfill,
-)
+@dbt_assets(**_DBT_STEP, select=LEDGER_VIEWS, name="dbt_ledger_views")
 def dbt_ledger_views(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
     """The views over the payout ledger (and their tests), after the payout step."""
     yield from _build(context, dbt, pipeline)
