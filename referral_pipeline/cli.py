@@ -480,10 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
         "dbt_args", nargs=argparse.REMAINDER, metavar="-- DBT_ARGS", help="arguments passed to dbt"
     )
 
-    from . import cli_controls, cli_report, cli_simulate, cli_statements
+    from . import cli_batches, cli_controls, cli_report, cli_simulate, cli_statements
 
     cli_controls.add_override_withdraw(o, _with_connection)
-    for module in (cli_controls, cli_statements, cli_report, cli_simulate):
+    for module in (cli_controls, cli_statements, cli_report, cli_simulate, cli_batches):
         module.add_commands(sub, _with_connection)
     return p
 
