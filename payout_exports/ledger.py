@@ -1,7 +1,13 @@
 """The payout ledger (see docs/rules.md, Payout batches): which periods are due, what is due in each, and
 recording a batch in one transaction. A recorded batch is immutable: its rows are never updated or deleted
-(triggers refuse it); the only change allowed is its status going from `recorded` to `published` once its
-files are out."""
+(triggers refuse it); the only change allowed is its status going from `recorded` (or, under the sign-off gate,
+`awaiting_approval` once approved) to `published` once its files are out.
+
+The sign-off gate (rules setting `batch_approval: required`, docs/finance.md, Signing off a batch): a batch is
+recorded as `awaiting_approval`; finance approves or rejects it with one row in controls.batch_decisions (one
+decision per batch, never changed). An approved batch is published; a rejected one is void: its rows stay, every
+computation ignores it, and the next run records the period again under a new batch id (`batch-YYYY-MM-r2`, ...).
+"""
 
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ LEDGER_DDL = """
 create schema if not exists payouts;
 create table if not exists payouts.batches (
   batch_id text primary key,
-  period text not null unique,              -- YYYY-MM
+  period text not null,                     -- YYYY-MM; one live batch per period (a rejected one is void)
   cutoff timestamptz not null,              -- last instant of the period
   run_date date not null,                   -- the run that recorded it
   created_at timestamptz not null,          -- when it was recorded
@@ -45,8 +51,10 @@ create table if not exists payouts.batches (
   partner_count integer not null,
   review_count integer not null,
   deferred_count integer not null,
-  status text not null check (status in ('recorded', 'published')),
-  published_at timestamptz
+  status text not null
+    constraint batches_status_check check (status in ('recorded', 'awaiting_approval', 'published')),
+  published_at timestamptz,
+  recorded_by text not null default session_user  -- the database login of the run that recorded it
 );
 create table if not exists payouts.ledger_lines (
   batch_id text not null references payouts.batches,
@@ -63,6 +71,7 @@ create table if not exists payouts.ledger_lines (
   primary key (batch_id, event_id)
 );
 create index if not exists ledger_lines__event on payouts.ledger_lines (event_id);
+create index if not exists batches__period on payouts.batches (period);
 create table if not exists payouts.review_lines (
   batch_id text not null references payouts.batches,
   event_id text not null,
@@ -97,6 +106,48 @@ create table if not exists payouts.partner_payouts (
   primary key (batch_id, partner_id)
 );
 
+-- Sign-off of a batch recorded under `batch_approval: required`: written by finance (`batch approve|reject`),
+-- append-only like every control table, at most one decision per batch (a rejected batch is void for good).
+create schema if not exists controls;
+create table if not exists controls.batch_decisions (
+  decision_id bigserial primary key,
+  batch_id text not null,
+  period text not null,
+  decision text not null check (decision in ('approve', 'reject')),
+  created_by text not null,
+  reason text not null,
+  created_at timestamptz not null default clock_timestamp(),
+  session_user_name text not null default session_user  -- the database login that wrote the row, beside --by
+);
+create unique index if not exists batch_decisions__one_per_batch on controls.batch_decisions (batch_id);
+
+-- Ledgers created before the sign-off gate: a period may now hold a void batch beside its live one, a batch may
+-- await approval, and a batch records the login that recorded it (older rows: '' = unknown).
+do $$
+begin
+  if exists (
+    select 1 from pg_constraint where conrelid = 'payouts.batches'::regclass and conname = 'batches_period_key'
+  ) then
+    alter table payouts.batches drop constraint batches_period_key;
+  end if;
+  if not exists (
+    select 1 from pg_constraint
+    where conrelid = 'payouts.batches'::regclass and conname = 'batches_status_check'
+      and pg_get_constraintdef(oid) like '%awaiting_approval%'
+  ) then
+    alter table payouts.batches drop constraint if exists batches_status_check;
+    alter table payouts.batches add constraint batches_status_check
+      check (status in ('recorded', 'awaiting_approval', 'published'));
+  end if;
+  if not exists (
+    select 1 from pg_attribute
+    where attrelid = 'payouts.batches'::regclass and attname = 'recorded_by' and not attisdropped
+  ) then
+    alter table payouts.batches add column recorded_by text not null default '';
+    alter table payouts.batches alter column recorded_by set default session_user;
+  end if;
+end $$;
+
 create or replace function payouts.refuse_change() returns trigger language plpgsql as $$
 begin
   raise exception 'payouts.% is append-only: a recorded batch is never changed', tg_table_name;
@@ -104,9 +155,15 @@ end $$;
 create or replace function payouts.batch_status_only() returns trigger language plpgsql as $$
 begin
   if tg_op = 'DELETE'
-     or old.status <> 'recorded' or new.status <> 'published'
+     or old.status not in ('recorded', 'awaiting_approval') or new.status <> 'published'
      or (to_jsonb(new) - 'status' - 'published_at') <> (to_jsonb(old) - 'status' - 'published_at') then
     raise exception 'payouts.batches: batch % is immutable (only recorded -> published is allowed)', old.batch_id;
+  end if;
+  if old.status = 'awaiting_approval' and not exists (
+    select 1 from controls.batch_decisions d where d.batch_id = old.batch_id and d.decision = 'approve'
+  ) then
+    raise exception 'payouts.batches: batch % awaits approval and cannot be published before it is approved',
+      old.batch_id;
   end if;
   return new;
 end $$;
@@ -121,6 +178,25 @@ create or replace trigger deferred_partners__append_only before update or delete
 create or replace trigger partner_payouts__append_only before update or delete on payouts.partner_payouts
   for each row execute function payouts.refuse_change();
 """
+
+
+# Every batch with its sign-off decision (if any) and its state: `recorded` (no sign-off asked, files pending),
+# `awaiting_approval`, `approved` (signed off, files pending), `published`, or `voided` (rejected; never published).
+BATCH_STATES = """(
+  select b.*, d.decision, d.created_by as decided_by, d.created_at as decided_at, d.reason as decision_reason,
+         d.session_user_name as decided_session_user,
+         case when d.decision = 'reject' then 'voided'
+              when b.status = 'awaiting_approval' and d.decision = 'approve' then 'approved'
+              else b.status end as state
+  from payouts.batches b left join controls.batch_decisions d using (batch_id)
+)"""
+# The batches that count: all but the rejected (void) ones.
+LIVE_BATCHES = """(
+  select * from payouts.batches b
+  where not exists (
+    select 1 from controls.batch_decisions d where d.batch_id = b.batch_id and d.decision = 'reject'
+  )
+)"""
 
 
 class PayoutError(RuntimeError):
@@ -209,7 +285,8 @@ def ensure_ledger_schema(conn: psycopg.Connection) -> None:
         # `create schema if not exists` to it: once the ledger exists, such a login leaves it as it is.
         ready = conn.execute(
             "select not has_database_privilege(current_database(), 'CREATE') "
-            "and to_regclass('payouts.partner_payouts') is not null"
+            "and to_regclass('payouts.partner_payouts') is not null "
+            "and to_regclass('controls.batch_decisions') is not null"
         ).fetchone()[0]
         if not ready:
             conn.execute(LEDGER_DDL)
@@ -266,13 +343,13 @@ def read_previous(conn: psycopg.Connection, before_period: str) -> dict[str, Lin
     rows = conn.execute(
         """
         with lines as (
-          select l.*, b.period from payouts.ledger_lines l join payouts.batches b using (batch_id)
+          select l.*, b.period from payouts.ledger_lines l join {LIVE_BATCHES} b using (batch_id)
           where b.period < %(p)s
         )
         select distinct on (event_id) event_id, event_type, partner_id, deal_id, referral_id, earned_at,
                payable_at, sum(amount) over (partition by event_id) as paid
         from lines order by event_id, period desc
-        """,
+        """.replace("{LIVE_BATCHES}", LIVE_BATCHES),
         {"p": before_period},
     ).fetchall()
     return {r[0]: Line(*r[:7], ZERO, ZERO, r[7]) for r in rows}
@@ -335,10 +412,13 @@ class RulesAtCutoff:
     rules_sha256: str
     rules_version: str
     minimum_payout: Decimal
+    batch_approval: str = "none"  # program setting: 'required' records batches as awaiting_approval
 
 
 def read_rules(conn: psycopg.Connection, at: dt.date) -> RulesAtCutoff:
-    program = conn.execute("select program_currency, rules_sha256 from rules.program").fetchall()
+    program = conn.execute(
+        "select program_currency, rules_sha256, batch_approval from rules.program"
+    ).fetchall()
     if len(program) != 1:
         raise PayoutError(
             "the program rules are not loaded in the warehouse (rules.program); load the rules first"
@@ -352,7 +432,9 @@ def read_rules(conn: psycopg.Connection, at: dt.date) -> RulesAtCutoff:
     ).fetchone()
     if version is None:
         raise PayoutError(f"no rules version is in force on {at} (rules.versions)")
-    return RulesAtCutoff(program[0][0].upper(), program[0][1], version[0], Decimal(version[1]))
+    return RulesAtCutoff(
+        program[0][0].upper(), program[0][1], version[0], Decimal(version[1]), program[0][2] or "none"
+    )
 
 
 # --- the computation ----------------------------------------------------------------------------------------
@@ -459,11 +541,148 @@ def plan_batch(
     return plan
 
 
+# --- sign-off -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """One recorded batch as finance sees it (BATCH_STATES): its ledger row and its sign-off decision."""
+
+    batch_id: str
+    period: str
+    cutoff: dt.datetime
+    run_date: dt.date
+    created_at: dt.datetime
+    recorded_by: str
+    rules_version: str
+    code_version: str
+    program_currency: str
+    minimum_payout: Decimal
+    program_amount: Decimal
+    line_count: int
+    partner_count: int
+    review_count: int
+    deferred_count: int
+    status: str  # as stored: recorded, awaiting_approval or published
+    published_at: dt.datetime | None
+    decision: str | None  # approve, reject or None
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    decision_reason: str | None
+    decided_session_user: str | None
+    state: str  # recorded, awaiting_approval, approved, published or voided
+
+
+_STATE_COLUMNS = ", ".join(BatchState.__dataclass_fields__)
+
+
+def batch_states(conn: psycopg.Connection, period: str) -> list[BatchState]:
+    """Every batch recorded for a period, oldest first (voided ones, then the live one)."""
+    rows = conn.execute(
+        f"select {_STATE_COLUMNS} from {BATCH_STATES} b where period = %s order by created_at, batch_id",
+        (period,),
+    ).fetchall()
+    return [BatchState(*r) for r in rows]
+
+
+def batch_state(conn: psycopg.Connection, batch_id: str) -> BatchState | None:
+    row = conn.execute(
+        f"select {_STATE_COLUMNS} from {BATCH_STATES} b where batch_id = %s", (batch_id,)
+    ).fetchone()
+    return BatchState(*row) if row else None
+
+
+def current_batch(conn: psycopg.Connection, period: str) -> BatchState | None:
+    """The period's live batch, else its latest (voided) one, else None."""
+    states = batch_states(conn, period)
+    live = [b for b in states if b.state != "voided"]
+    return (live or states or [None])[-1]
+
+
+def awaiting_approval(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(batch_id, period) of every batch waiting for its sign-off, oldest first."""
+    return conn.execute(
+        f"select batch_id, period from {BATCH_STATES} b where state = 'awaiting_approval' order by period"
+    ).fetchall()
+
+
+def _when(value: dt.datetime | None) -> str:
+    return periods.format_ts(value) if value else "-"
+
+
+def decided_text(b: BatchState) -> str:
+    """`approved by alice (database user finance_login) at 2025-02-02T09:00:00Z: reason`."""
+    verb = "approved" if b.decision == "approve" else "rejected"
+    return (
+        f"{verb} by {b.decided_by} (database user {b.decided_session_user or 'unknown'}) at "
+        f"{_when(b.decided_at)}: {b.decision_reason}"
+    )
+
+
+def decide_batch(
+    conn: psycopg.Connection, period: str, decision: str, *, by: str, reason: str
+) -> tuple[BatchState, bool]:
+    """Approve or reject the batch of a period that awaits approval: one new row in controls.batch_decisions, in
+    one transaction serialised with recording. Returns the batch after the decision and whether a row was written:
+    approving an approved batch whose files are not all out yet writes nothing (the caller finishes publishing).
+    Every other case that is not a first decision on a batch awaiting approval raises PayoutError (one line)."""
+    if decision not in ("approve", "reject"):
+        raise ValueError(f"decision must be approve or reject, got {decision!r}")
+    by, reason = (by or "").strip(), (reason or "").strip()
+    if not by:
+        raise PayoutError("--by is required: name the person who signs this batch off")
+    if not reason:
+        raise PayoutError("--reason is required: say why, it is kept in the audit trail")
+    verb = "approve" if decision == "approve" else "reject"
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (PAYOUT_LOCK,))
+        b = current_batch(conn, period)
+        if b is None:
+            raise PayoutError(
+                f"no payout batch is recorded for period {period}: the nightly run records it after the month "
+                "ends (see referral-pipeline status)"
+            )
+        nothing = f"cannot {verb} {b.batch_id} (period {period}):"
+        if b.state == "voided":
+            raise PayoutError(
+                f"{nothing} it was {decided_text(b)}; it is void and the next nightly run records the period again"
+            )
+        if b.state == "published":
+            how = f"it was {decided_text(b)}" if b.decision else "it was recorded without sign-off"
+            if decision == "approve":
+                raise PayoutError(f"{nothing} it is already published; {how}")
+            raise PayoutError(
+                f"{nothing} a published batch is never voided (correct it in a later batch: disputes, approvals, "
+                f"overrides); {how}"
+            )
+        if b.state == "recorded":
+            raise PayoutError(
+                f"{nothing} it was recorded without sign-off (batch_approval: none) and the payout step publishes "
+                "it; nothing to sign off"
+            )
+        if b.state == "approved":
+            if decision == "approve":
+                return b, False
+            raise PayoutError(
+                f"{nothing} it was already {decided_text(b)}; its files are being published (rerun "
+                f"`referral-pipeline batch approve {period} --by NAME --reason TEXT` to finish)"
+            )
+        conn.execute(
+            "insert into controls.batch_decisions (batch_id, period, decision, created_by, reason) "
+            "values (%s, %s, %s, %s, %s)",
+            (b.batch_id, period, decision, by, reason),
+        )
+        after = batch_state(conn, b.batch_id)
+    assert after is not None
+    return after, True
+
+
 # --- recording ----------------------------------------------------------------------------------------------
 
 
 def last_recorded_period(conn: psycopg.Connection) -> str | None:
-    return conn.execute("select max(period) from payouts.batches").fetchone()[0]
+    """The latest period with a live (not rejected) batch."""
+    return conn.execute(f"select max(period) from {LIVE_BATCHES} b").fetchone()[0]
 
 
 def earliest_payable(conn: psycopg.Connection, inputs: Inputs) -> dt.datetime | None:
@@ -483,18 +702,34 @@ def _line_values(batch: str, line: Line) -> tuple:
 def record_batch(
     conn: psycopg.Connection, period: str, run_date: dt.date, code_version: str, inputs: Inputs
 ) -> BatchResult | None:
-    """Compute and record the batch of one period in one transaction. Returns None when it already exists."""
-    bid, cut, end = periods.batch_id(period), periods.cutoff(period), periods.period_end(period)
+    """Compute and record the batch of one period in one transaction. Returns None when it already exists (a live
+    batch: a rejected one does not count, and the period's next batch gets the id batch-YYYY-MM-rN)."""
+    cut, end = periods.cutoff(period), periods.period_end(period)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (PAYOUT_LOCK,))
-        if conn.execute("select 1 from payouts.batches where period = %s", (period,)).fetchone():
+        if conn.execute(f"select 1 from {LIVE_BATCHES} b where period = %s", (period,)).fetchone():
             return None
         later = conn.execute(
-            "select max(period) from payouts.batches where period > %s", (period,)
+            f"select max(period) from {LIVE_BATCHES} b where period > %s", (period,)
         ).fetchone()[0]
         if later:
             raise PayoutError(f"cannot record period {period}: the later period {later} is already recorded")
+        waiting = conn.execute(
+            f"select batch_id, period from {BATCH_STATES} b where state = 'awaiting_approval' and period < %s "
+            "order by period limit 1",
+            (period,),
+        ).fetchone()
+        if waiting:
+            raise PayoutError(
+                f"cannot record period {period}: {waiting[0]} (period {waiting[1]}) awaits approval; approve or "
+                f"reject it first (referral-pipeline batch show {waiting[1]})"
+            )
+        earlier = conn.execute(
+            "select count(*) from payouts.batches where period = %s", (period,)
+        ).fetchone()[0]
+        bid = periods.batch_id(period) + (f"-r{earlier + 1}" if earlier else "")
         rules = read_rules(conn, cut.date())
+        status = "awaiting_approval" if rules.batch_approval == "required" else "recorded"
         lines = due_lines(read_events(conn, inputs), read_previous(conn, period), end)
         plan = plan_batch(
             lines,
@@ -511,7 +746,7 @@ def record_batch(
             "insert into payouts.batches (batch_id, period, cutoff, run_date, created_at, rules_version, "
             "rules_sha256, code_version, program_currency, minimum_payout, program_amount, line_count, "
             "partner_count, review_count, deferred_count, status) "
-            "values (%s, %s, %s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'recorded')",
+            "values (%s, %s, %s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 bid,
                 period,
@@ -527,6 +762,7 @@ def record_batch(
                 len(plan.payouts),
                 len(plan.held),
                 len(plan.deferred),
+                status,
             ),  # fmt: skip
         )
         cols = ", ".join(LINE_COLUMNS)
@@ -561,7 +797,7 @@ def record_batch(
                 ],
             )
     return BatchResult(
-        bid, period, cut, "recorded", len(plan.payouts), len(plan.paid), len(plan.held), len(plan.deferred),
+        bid, period, cut, status, len(plan.payouts), len(plan.paid), len(plan.held), len(plan.deferred),
         program_amount,
     )  # fmt: skip
 
@@ -584,10 +820,19 @@ def record_due_batches(
         conn.commit()
         ensure_ledger_schema(conn)
         due = periods.due_periods(run_date, earliest_payable(conn, inputs), last_recorded_period(conn))
+        waiting = awaiting_approval(conn)
         conn.commit()
+        if waiting:
+            bid, period = waiting[0]
+            later = f"; {', '.join(due)} wait{'s' if len(due) == 1 else ''} for it" if due else ""
+            log(
+                f"payouts: {bid} (period {period}) awaits approval (referral-pipeline batch show {period}){later}: "
+                "a later period is recorded only once the earlier batch is approved or rejected"
+            )
+            return results
         if not due:
             log(f"payouts: no payout period is due for the run of {run_date}")
-        for period in due:
+        for index, period in enumerate(due):
             log(f"payouts: recording period {period} (cutoff {periods.format_ts(periods.cutoff(period))})")
             result = record_batch(conn, period, run_date, code_version, inputs)
             if result is None:
@@ -598,6 +843,14 @@ def record_due_batches(
                 f"{result.program_amount} paid, {result.review_count} held, {result.deferred_count} deferred"
             )
             results.append(result)
+            if result.status == "awaiting_approval":
+                rest = due[index + 1 :]
+                log(
+                    f"payouts: {result.batch_id} awaits approval (batch_approval: required): it is published once "
+                    f"approved (referral-pipeline batch approve {period} --by NAME --reason TEXT)"
+                    + (f"; {', '.join(rest)} will be recorded after that" if rest else "")
+                )
+                break
     return results
 
 
@@ -610,9 +863,9 @@ def reconcile_ledger(url: str) -> list[str]:
         for event_id, bid, prev, expected in conn.execute(
             """
             select event_id, batch_id, previously_paid, coalesce(sum(amount) over w, 0)
-            from payouts.ledger_lines join payouts.batches using (batch_id)
+            from payouts.ledger_lines join {LIVE_BATCHES} b using (batch_id)
             window w as (partition by event_id order by period rows between unbounded preceding and 1 preceding)
-            """
+            """.replace("{LIVE_BATCHES}", LIVE_BATCHES)
         ):
             if prev != expected:
                 problems.append(

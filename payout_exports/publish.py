@@ -1,4 +1,4 @@
-"""Publishing recorded batches (data files first, manifest last), reconciling and showing them."""
+"""Publishing recorded batches (data files first, manifest last), signing them off, reconciling and showing them."""
 
 from __future__ import annotations
 
@@ -7,15 +7,23 @@ import datetime as dt
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import psycopg
 
 from .ledger import (
+    BATCH_STATES,
     DEFAULT_INPUTS,
     BatchResult,
+    BatchState,
     Inputs,
     PayoutError,
+    batch_state,
+    batch_states,
+    current_batch,
+    decide_batch,
+    decided_text,
     ensure_ledger_schema,
     record_due_batches,
 )
@@ -50,17 +58,34 @@ def _result(conn: psycopg.Connection, batch_id: str) -> BatchResult:
 def publish_batch(url: str, export_uri: str | Store, batch_id: str, *, log: Log = print) -> int:
     """Render a recorded batch from the ledger and write its files (manifest last) where they are missing; then
     mark it published. Also finishes a batch whose publishing crashed, with byte-identical files. Returns the
-    number of files written (0 when everything was already there)."""
+    number of files written (0 when everything was already there). A batch awaiting approval or rejected is
+    refused (PayoutError)."""
     store = open_store(export_uri)
     with _connect(url) as conn:
-        rendered = render_batch(conn, batch_id)
-        written = _write(store, rendered, log)
-        conn.execute(
-            "update payouts.batches set status = 'published', published_at = now() "
-            "where batch_id = %s and status = 'recorded'",
-            (batch_id,),
+        return _publish(conn, store, batch_id, log)
+
+
+def _publish(conn: psycopg.Connection, store: Store, batch_id: str, log: Log) -> int:
+    state = batch_state(conn, batch_id)
+    if state is None:
+        raise PayoutError(f"batch {batch_id} is not recorded in the ledger")
+    if state.state == "voided":
+        raise PayoutError(
+            f"{batch_id} was {decided_text(state)}: a rejected batch is void and never published"
         )
-        conn.commit()
+    if state.state == "awaiting_approval":
+        raise PayoutError(
+            f"{batch_id} awaits approval: it is published once approved "
+            f"(referral-pipeline batch approve {state.period} --by NAME --reason TEXT)"
+        )
+    rendered = render_batch(conn, batch_id)
+    written = _write(store, rendered, log)
+    conn.execute(
+        "update payouts.batches set status = 'published', published_at = now() "
+        "where batch_id = %s and status in ('recorded', 'awaiting_approval')",
+        (batch_id,),
+    )
+    conn.commit()
     return written
 
 
@@ -76,12 +101,14 @@ def _write(store: Store, rendered: RenderedBatch, log: Log) -> int:
 
 
 def publish_recorded_batches(url: str, export_uri: str | Store, *, log: Log = print) -> list[str]:
-    """Publish, oldest first, every batch recorded but not yet published. Returns their batch ids."""
+    """Publish, oldest first, every batch recorded but not yet published: recorded without sign-off, or approved
+    (a batch awaiting approval waits; a rejected one is never published). Returns their batch ids."""
     with _connect(url) as conn:
         pending = [
             r[0]
             for r in conn.execute(
-                "select batch_id from payouts.batches where status = 'recorded' order by period"
+                f"select batch_id from {BATCH_STATES} b where state in ('recorded', 'approved') "
+                "order by period, batch_id"
             )
         ]
     for bid in pending:
@@ -207,64 +234,149 @@ def verify_published(url: str, export_uri: str | Store) -> list[str]:
     return [p for bid in published for p in reconcile_batch(url, store, bid)]
 
 
+def _summary(conn: psycopg.Connection, b: BatchState) -> list[str]:
+    """The amounts of a batch: paid per currency, held, deferred (from the ledger)."""
+    by_currency = conn.execute(
+        "select payout_currency, sum(payout_amount), count(*) from payouts.partner_payouts where batch_id = %s "
+        "group by 1 order by 1",
+        (b.batch_id,),
+    ).fetchall()
+    held_sum = conn.execute(
+        "select coalesce(sum(amount), 0) from payouts.review_lines where batch_id = %s", (b.batch_id,)
+    ).fetchone()[0]
+    deferred_sum = conn.execute(
+        "select coalesce(sum(balance), 0) from payouts.deferred_partners where batch_id = %s", (b.batch_id,)
+    ).fetchone()[0]
+    cur = b.program_currency
+    out = [
+        f"  paid: {b.partner_count} partners, {b.line_count} lines, {format_money(b.program_amount)} {cur}"
+    ]
+    out += [f"    {c}: {format_money(total)} to {n} partners" for c, total, n in by_currency]
+    out += [
+        f"  held for review: {b.review_count} lines, {format_money(held_sum)} {cur}",
+        f"  deferred below the minimum of {b.minimum_payout} {cur}: {b.deferred_count} partners, "
+        f"balance {format_money(deferred_sum)}",
+    ]
+    return out
+
+
+def _approve_hint(period: str) -> str:
+    return f"referral-pipeline batch approve {period} --by NAME --reason TEXT"
+
+
 def show_batch(url: str, export_uri: str | Store, period: str) -> tuple[str, bool]:
     """A finance summary of the batch of a period, from the ledger, and the verification of its published files.
     Returns (text, ok): ok is False when the batch is missing, unpublished, or does not verify."""
     store = open_store(export_uri)
     with _connect(url) as conn:
-        batch = conn.execute(
-            "select batch_id, cutoff, created_at, status, rules_version, code_version, program_currency, "
-            "program_amount, line_count, partner_count, review_count, deferred_count, minimum_payout "
-            "from payouts.batches where period = %s",
-            (period,),
-        ).fetchone()
-        if batch is None:
+        b = current_batch(conn, period)
+        if b is None:
             return f"no payout batch is recorded for period {period}", False
-        (
-            bid,
-            cut,
-            created,
-            status,
-            version,
-            code,
-            currency,
-            amount,
-            lines,
-            partners,
-            held,
-            deferred,
-            minimum,
-        ) = batch
-        by_currency = conn.execute(
-            "select payout_currency, sum(payout_amount), count(*) from payouts.partner_payouts where batch_id = %s "
-            "group by 1 order by 1",
-            (bid,),
-        ).fetchall()
-        held_sum = conn.execute(
-            "select coalesce(sum(amount), 0) from payouts.review_lines where batch_id = %s", (bid,)
-        ).fetchone()[0]
-        deferred_sum = conn.execute(
-            "select coalesce(sum(balance), 0) from payouts.deferred_partners where batch_id = %s", (bid,)
-        ).fetchone()[0]
-    out = [
-        f"batch {bid} (period {period}, cutoff {format_ts(cut)})",
-        f"  recorded {format_ts(created)} with rules {version}, code {code}; status {status}",
-        f"  paid: {partners} partners, {lines} lines, {format_money(amount)} {currency}",
-    ]
-    out += [f"    {c}: {format_money(total)} to {n} partners" for c, total, n in by_currency]
-    out += [
-        f"  held for review: {held} lines, {format_money(held_sum)} {currency}",
-        f"  deferred below the minimum of {minimum} {currency}: {deferred} partners, balance {format_money(deferred_sum)}",
-    ]
-    if status != "published":
-        out.append(f"  NOT PUBLISHED: no manifest yet at {store.uri.rstrip('/')}/{batch_folder(period)}/")
+        out = [
+            f"batch {b.batch_id} (period {period}, cutoff {format_ts(b.cutoff)})",
+            f"  recorded {format_ts(b.created_at)} with rules {b.rules_version}, code {b.code_version}; "
+            f"status {b.state}",
+            *_summary(conn, b),
+        ]
+    where = f"{store.uri.rstrip('/')}/{batch_folder(period)}/"
+    if b.state != "published":
+        out.append(f"  NOT PUBLISHED: no manifest yet at {where}")
+        if b.state == "awaiting_approval":
+            out.append(f"  awaits approval: referral-pipeline batch show {period}; {_approve_hint(period)}")
+        elif b.state == "voided":
+            out.append(f"  {decided_text(b)}; void: the next nightly run records period {period} again")
         return "\n".join(out), False
-    problems = reconcile_batch(url, store, bid)
+    problems = reconcile_batch(url, store, b.batch_id)
     if problems:
         out.append("  verification FAILED:")
         out += [f"    - {p}" for p in problems]
     else:
-        out.append(
-            f"  verified: files at {store.uri.rstrip('/')}/{batch_folder(period)}/ match the manifest and ledger"
-        )
+        out.append(f"  verified: files at {where} match the manifest and ledger")
     return "\n".join(out), not problems
+
+
+# --- sign-off (batch_approval: required) --------------------------------------------------------------------
+
+
+def batch_text(conn: psycopg.Connection, export_uri: str | Store, period: str) -> str | None:
+    """`referral-pipeline batch show`: the period's batch, its state and amounts, who recorded it, who approved or
+    rejected it and what to do next; earlier (rejected) batches of the period below. None when none is recorded."""
+    states = batch_states(conn, period)
+    b = current_batch(conn, period)
+    if b is None:
+        return None
+    where = f"{open_store(export_uri).uri.rstrip('/')}/{batch_folder(period)}/"
+    label = {
+        "recorded": "recorded, not yet published",
+        "awaiting_approval": "AWAITING APPROVAL",
+        "approved": "approved, publishing not finished",
+        "published": "published",
+        "voided": "VOIDED (rejected)",
+    }[b.state]
+    out = [
+        f"batch {b.batch_id} (period {period}, cutoff {format_ts(b.cutoff)}): {label}",
+        f"  recorded {format_ts(b.created_at)} by the run of {b.run_date} (database user "
+        f"{b.recorded_by or 'unknown'}), rules {b.rules_version}, code {b.code_version}",
+        *_summary(conn, b),
+    ]
+    if b.state == "awaiting_approval":
+        out += [
+            "  sign-off: required and not given yet; nothing is published until it is approved",
+            f"    approve (publishes it): {_approve_hint(period)}",
+            f"    reject (voids it; the next run records the period again): referral-pipeline batch reject {period} "
+            "--by NAME --reason TEXT",
+        ]
+    elif b.state == "voided":
+        out.append(f"  sign-off: {decided_text(b)}")
+        out.append(f"  void: never published; the next nightly run records period {period} again")
+    elif b.decision:
+        out.append(f"  sign-off: {decided_text(b)}")
+    else:
+        out.append("  sign-off: not required (recorded with batch_approval: none)")
+    if b.state == "published":
+        out.append(f"  published {format_ts(b.published_at)} at {where}")
+    elif b.state in ("recorded", "approved"):
+        out.append(
+            f"  files not all published yet at {where}: the next nightly run finishes them"
+            + (f" (or rerun {_approve_hint(period)})" if b.state == "approved" else "")
+        )
+    for v in states:
+        if v.batch_id != b.batch_id:
+            out.append(f"  earlier batch {v.batch_id}: {decided_text(v)} (void)")
+    return "\n".join(out)
+
+
+def can_publish(conn: psycopg.Connection) -> bool:
+    """Whether this login may mark a batch published (the payouts group may; finance may not)."""
+    return conn.execute("select has_column_privilege('payouts.batches', 'status', 'UPDATE')").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class Decision:
+    batch: BatchState  # after the decision
+    recorded: bool  # False: an approved batch whose publishing is being finished (no new row)
+    files_written: int | None  # None: not published by this call (rejected, or this login may not publish)
+
+
+def approve_batch(
+    conn: psycopg.Connection, export_uri: str | Store, period: str, *, by: str, reason: str, log: Log = print
+) -> Decision:
+    """Approve the batch of a period that awaits approval (one audited row) and publish it, data files first,
+    manifest last, as the payout step would (byte-identical files; the manifest says who approved it and when).
+    Rerun after an interrupted publication: no new row, the missing files are written. A login that may not
+    mark the batch published (finance) only approves; the next nightly run publishes."""
+    batch, recorded = decide_batch(conn, period, "approve", by=by, reason=reason)
+    if not can_publish(conn):
+        return Decision(batch, recorded, None)
+    written = _publish(conn, open_store(export_uri), batch.batch_id, log)
+    after = batch_state(conn, batch.batch_id)
+    conn.commit()
+    assert after is not None
+    return Decision(after, recorded, written)
+
+
+def reject_batch(conn: psycopg.Connection, period: str, *, by: str, reason: str) -> Decision:
+    """Reject the batch of a period that awaits approval: one audited row voids it (its ledger rows stay, every
+    computation ignores them); the next run records the period again."""
+    batch, recorded = decide_batch(conn, period, "reject", by=by, reason=reason)
+    return Decision(batch, recorded, None)

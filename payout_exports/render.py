@@ -129,8 +129,26 @@ def render_batch(conn: psycopg.Connection, batch_id: str) -> RenderedBatch:
             "partner_count": len(payouts),
         },
     }
+    approval = _approval(conn, batch_id)
+    if approval is not None:  # only a batch signed off under `batch_approval: required` has one
+        manifest["approval"] = approval
     files[MANIFEST] = manifest_bytes(manifest)
     return RenderedBatch(batch_id, period, files, manifest)
+
+
+def _approval(conn: psycopg.Connection, batch_id: str) -> dict | None:
+    """Who approved the batch and when (controls.batch_decisions), or None when it was not signed off."""
+    if conn.execute("select to_regclass('controls.batch_decisions') is null").fetchone()[0]:
+        return None
+    row = conn.execute(
+        "select created_by, session_user_name, created_at, reason from controls.batch_decisions "
+        "where batch_id = %s and decision = 'approve'",
+        (batch_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    by, session_user, at, reason = row
+    return {"approved_by": by, "database_user": session_user, "approved_at": format_ts(at), "reason": reason}
 
 
 def manifest_bytes(manifest: dict) -> bytes:

@@ -110,6 +110,8 @@ def add_commands(sub: argparse._SubParsersAction, run: Run) -> None:
     ):
         a = actions.add_parser(name, help=help_text, description=help_text)
         a.add_argument("period", type=_period, metavar="YYYY-MM", help="the payout period")
-        a.add_argument("--by", required=True, metavar="NAME", help="who signs the batch off (kept in the audit)")
+        a.add_argument(
+            "--by", required=True, metavar="NAME", help="who signs the batch off (kept in the audit)"
+        )
         a.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit)")
         a.set_defaults(func=run(handler))

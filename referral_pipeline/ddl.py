@@ -49,8 +49,11 @@ create table if not exists rules.program (
   program_currency text not null,
   payout_period text not null,
   source_file text not null,
-  loaded_at timestamptz not null
+  loaded_at timestamptz not null,
+  batch_approval text not null default 'none'  -- none | required: finance signs each batch off (docs/finance.md)
 );
+-- Warehouses created before the sign-off setting: 'none', what they did.
+alter table rules.program add column if not exists batch_approval text not null default 'none';
 create table if not exists rules.versions (
   rules_version text primary key,   -- effective_from as YYYY-MM-DD
   effective_from date not null,

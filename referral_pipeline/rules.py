@@ -19,6 +19,7 @@ DATA_DRIVEN_MODELS = ("markov", "shapley")
 TOUCH_TYPES = ("referral", "marketing", "link_click")
 EVENT_TYPES = ("referral_bonus", "qualified_bonus", "commission")
 DEAL_TYPES = ("new_business", "expansion", "renewal")
+BATCH_APPROVAL = ("none", "required")
 TIER_FIELDS = ("name", "min_trailing_revenue", "commission_rate", "referral_bonus", "qualified_bonus")
 REQUIRED_FREE_MAIL = (
     "gmail.com",
@@ -75,6 +76,8 @@ class ProgramRules:
     versions: tuple[RulesVersion, ...]  # ascending by effective_from
     sha256: str
     source_file: str
+    # Sign-off before money moves (docs/finance.md): 'required' records each batch as awaiting_approval.
+    batch_approval: str = "none"
 
     def version_at(self, day: dt.date) -> RulesVersion:
         """The version in force on a UTC date: the latest effective_from on or before it."""
@@ -295,7 +298,9 @@ def parse_rules(text: str, file: str = "<rules>") -> ProgramRules:
     ctx = _Ctx(file, "program")
     if not isinstance(raw, dict):
         raise RulesError(f"{file}: the rules file must be a YAML mapping")
-    unknown = sorted(set(raw) - {"program_currency", "payout_period", "free_mail_domains", "versions"})
+    unknown = sorted(
+        set(raw) - {"program_currency", "payout_period", "free_mail_domains", "versions", "batch_approval"}
+    )
     if unknown:
         raise ctx.fail(unknown[0], "unknown field")
     currency = ctx.get(raw, "program_currency")
@@ -309,6 +314,13 @@ def parse_rules(text: str, file: str = "<rules>") -> ProgramRules:
     period = raw.get("payout_period", "monthly")
     if period != "monthly":
         raise ctx.fail("payout_period", f"only 'monthly' is supported, got {period!r}")
+    approval = raw.get("batch_approval", "none")
+    if approval not in BATCH_APPROVAL:
+        raise ctx.fail(
+            "batch_approval",
+            f"must be 'none' (batches are published as recorded) or 'required' (finance signs each batch off "
+            f"before it is published), got {approval!r}",
+        )
     fm = ctx.get(raw, "free_mail_domains")
     if not isinstance(fm, list) or not all(isinstance(d, str) and d.strip() for d in fm):
         raise ctx.fail("free_mail_domains", "must be a list of domains")
@@ -337,6 +349,7 @@ def parse_rules(text: str, file: str = "<rules>") -> ProgramRules:
         versions=tuple(versions),
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         source_file=file,
+        batch_approval=approval,
     )
 
 
@@ -357,8 +370,15 @@ def write_rules(conn: psycopg.Connection, rules: ProgramRules) -> None:
         for t in ("program", "versions", "tiers", "free_mail_domains"):
             conn.execute(f"delete from rules.{t}")
         conn.execute(
-            "insert into rules.program values (%s, %s, %s, %s, now())",
-            (rules.sha256, rules.program_currency, rules.payout_period, rules.source_file),
+            "insert into rules.program (rules_sha256, program_currency, payout_period, source_file, loaded_at, "
+            "batch_approval) values (%s, %s, %s, %s, now(), %s)",
+            (
+                rules.sha256,
+                rules.program_currency,
+                rules.payout_period,
+                rules.source_file,
+                rules.batch_approval,
+            ),
         )
         for i, v in enumerate(rules.versions):
             nxt = rules.versions[i + 1].effective_from if i + 1 < len(rules.versions) else None

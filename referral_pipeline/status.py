@@ -55,12 +55,19 @@ def status_text(url: str, settings: Settings) -> str:
             ).fetchall()
         }
         first_load = conn.execute("select min(partition_date) from raw.load_batches").fetchone()[0]
+        from payout_exports.ledger import BATCH_STATES, LIVE_BATCHES
+
         batches = conn.execute(
-            "select period, status, published_at, program_amount, program_currency, review_count "
-            "from payouts.batches order by period desc limit 1"
+            "select period, state, published_at, program_amount, program_currency, review_count "
+            f"from {BATCH_STATES} b where state <> 'voided' order by period desc limit 1"
+        ).fetchall()
+        awaiting = conn.execute(
+            f"select batch_id, period, created_at from {BATCH_STATES} b where state = 'awaiting_approval' "
+            "order by period"
         ).fetchall()
         last_published = conn.execute(
-            "select period, published_at from payouts.batches where status = 'published' order by period desc limit 1"
+            f"select period, published_at from {LIVE_BATCHES} b where status = 'published' "
+            "order by period desc limit 1"
         ).fetchone()
         open_disputes = conn.execute(
             """
@@ -89,6 +96,11 @@ def status_text(url: str, settings: Settings) -> str:
         if last_published
         else "last published batch: none yet"
     )
+    for bid, period, at in awaiting:
+        lines.append(
+            f"awaiting sign-off: {bid} (period {period}, recorded {_fmt(at)}): nothing of it is published and later "
+            f"periods wait (referral-pipeline batch show {period})"
+        )
     upcoming = next_period(batches[0][0] if batches else None, first_load)
     if upcoming:
         year, month = map(int, upcoming.split("-"))
