@@ -406,24 +406,34 @@ def compare(conn: psycopg.Connection, prefix: str, months: list[dt.date], curren
         """,
         window,
     )
-    tier_of = {(t["partner_id"], t["month"]): t for t in tiers}
-    tier_changes = [t for t in tiers if t["tier_now"] != t["tier_proposed"]]
+    # A tier computed on both sides that differs (a month with a tier on one side only is a month in which the
+    # partner earned nothing on the other side: its events show in the events, not as a tier change).
+    tier_changes = [
+        t
+        for t in tiers
+        if None not in (t["tier_now"], t["tier_proposed"]) and t["tier_now"] != t["tier_proposed"]
+    ]
 
-    # Per partner and month: what each side pays in that month.
-    sums: dict[tuple[str, dt.date], list[Decimal]] = {}
+    # Per partner and month: what each side pays in that month (events by their month on that side), and the
+    # tiers of those events (an event's tier is its partner's tier in the month it was earned).
+    sums: dict[tuple[str, dt.date], list] = {}
     for e in events:
-        for side, month_key, amount_key in (
-            (0, "month_now", "amount_now"),
-            (1, "month_proposed", "amount_proposed"),
+        for side, month_key, amount_key, tier_key in (
+            (0, "month_now", "amount_now", "tier_now"),
+            (1, "month_proposed", "amount_proposed", "tier_proposed"),
         ):
             m = e[month_key]
             if _in(m, first, last):
-                sums.setdefault((e["partner_id"], m), [Decimal(0), Decimal(0)])[side] += e[amount_key]
-    for t in tier_changes:  # a tier change shows in its partner's month even when nothing is payable then
-        sums.setdefault((t["partner_id"], t["month"]), [Decimal(0), Decimal(0)])
+                acc = sums.setdefault((e["partner_id"], m), [Decimal(0), Decimal(0), set(), set(), False])
+                acc[side] += e[amount_key]
+                acc[2 + side].add(e[tier_key])
+                acc[4] = (
+                    acc[4]
+                    or None not in (e["tier_now"], e["tier_proposed"])
+                    and e["tier_now"] != e["tier_proposed"]
+                )
     partner_months = []
-    for (partner, m), (now, proposed) in sorted(sums.items()):
-        t = tier_of.get((partner, m), {})
+    for (partner, m), (now, proposed, tiers_now, tiers_proposed, changed) in sorted(sums.items()):
         partner_months.append(
             {
                 "partner_id": partner,
@@ -431,9 +441,9 @@ def compare(conn: psycopg.Connection, prefix: str, months: list[dt.date], curren
                 "entitlement_now": now,
                 "entitlement_proposed": proposed,
                 "delta": proposed - now,
-                "tier_now": t.get("tier_now"),
-                "tier_proposed": t.get("tier_proposed"),
-                "tier_changed": bool(t) and t.get("tier_now") != t.get("tier_proposed"),
+                "tier_now": "+".join(sorted(tiers_now)) or None,
+                "tier_proposed": "+".join(sorted(tiers_proposed)) or None,
+                "tier_changed": changed,
             }
         )
     programme = []
