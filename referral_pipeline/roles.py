@@ -10,10 +10,14 @@ Five NOLOGIN group roles, each allowed exactly what one part of the pipeline or 
   data-driven attribution tables there too) and `data_quality_failures` (a dbt test's failing rows).
 - {prefix}_payouts: the payout step; reads `marts` and `staging` (its inputs: marts.fct_reward_entitlements,
   staging.stg_crm__partners, staging.stg_finance__fx_rates), rules.program, rules.versions, controls.approvals,
-  controls.disputes; inserts into the ledger (`payouts.*`) and updates only `status` and `published_at` of
-  payouts.batches (publishing). No UPDATE or DELETE on any other ledger table.
-- {prefix}_finance: the control commands; inserts into and reads `controls` (never UPDATE or DELETE), reads the
-  ledger (`payouts`), `marts` and `staging` to check what it is asked to approve, dispute or override.
+  controls.disputes, controls.batch_decisions (the sign-off of a batch); inserts into the ledger (`payouts.*`)
+  and updates only `status` and `published_at` of payouts.batches (publishing; the ledger's trigger refuses it
+  for a batch awaiting approval). No UPDATE or DELETE on any other ledger table.
+- {prefix}_finance: the control commands; inserts into and reads `controls` (never UPDATE or DELETE), the batch
+  sign-off (`batch approve|reject`: a row in controls.batch_decisions) included, reads the ledger (`payouts`),
+  `marts` and `staging` to check what it is asked to approve, dispute or override. It does not publish: an
+  approved batch is published by the payouts step (the next nightly run, or `batch approve` rerun by a login of
+  the payouts group).
 - {prefix}_analyst: reads `marts` only.
 
 dbt replaces its tables and views on every build, so privileges on them are given per schema through default
@@ -43,8 +47,8 @@ WHAT = {
     "loader": "writes raw (landing tables, rejected rows, load batches)",
     "transformer": "reads raw, rules, controls, payouts; writes rules; builds staging, intermediate, marts",
     "payouts": "reads marts, staging and its rules and controls; appends to payouts; publishes a batch",
-    "finance": "inserts into controls (approvals, disputes, overrides, withdrawals); reads controls, payouts, "
-    "marts, staging",
+    "finance": "inserts into controls (approvals, disputes, overrides, withdrawals, batch sign-off); reads "
+    "controls, payouts, marts, staging",
     "analyst": "reads marts",
 }
 
@@ -86,7 +90,7 @@ def _grants(r: dict[str, str], database: str) -> list[sql.Composable]:
     # controls: finance appends; dbt (overrides) and the payout step (approvals, disputes) read.
     add("grant usage on schema controls to {roles}", transformer, payouts, finance)
     add("grant select on all tables in schema controls to {roles}", transformer)
-    add("grant select on controls.approvals, controls.disputes to {roles}", payouts)
+    add("grant select on controls.approvals, controls.disputes, controls.batch_decisions to {roles}", payouts)
     add("grant select, insert on all tables in schema controls to {roles}", finance)
     add("grant usage on all sequences in schema controls to {roles}", finance)
     # payouts: the ledger. Append-only (its triggers refuse UPDATE and DELETE); the payout step inserts and sets a

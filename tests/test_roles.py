@@ -344,3 +344,56 @@ def test_the_payout_setup_and_the_control_commands_work_under_their_roles(roles)
         assert admin.execute(
             "select created_by, session_user_name from controls.approvals where approval_id = %s", (approval,)
         ).fetchone() == ("Ana Ruiz", roles["users"]["finance"])
+
+
+def test_batch_sign_off_under_the_roles(roles, tmp_path):
+    """Sign-off (batch_approval: required): finance approves or rejects with one row in controls and cannot
+    publish; the payouts login cannot publish a batch awaiting approval, and publishes it once approved."""
+    import payout_exports
+    from payout_exports.ledger import decide_batch
+    from payout_exports.publish import approve_batch, batch_text
+
+    finance, payouts, user = roles["urls"]["finance"], roles["urls"]["payouts"], roles["users"]["finance"]
+    with psycopg.connect(payouts, autocommit=True) as p:
+        for period in ("2025-02", "2025-03"):
+            p.execute(
+                "insert into payouts.batches (batch_id, period, cutoff, run_date, created_at, rules_version, "
+                "rules_sha256, code_version, program_currency, minimum_payout, program_amount, line_count, "
+                "partner_count, review_count, deferred_count, status) values (%s, %s, "
+                "'2025-02-28 23:59:59+00', '2025-03-01', now(), '2025-01-01', 'x', 'test', 'EUR', 50, 0, "
+                "0, 0, 0, 0, 'awaiting_approval')",
+                (f"B-{period}", period),
+            )
+    with pytest.raises(psycopg.errors.RaiseException, match="awaits approval"):
+        _one(payouts, "update payouts.batches set status = 'published' where batch_id = 'B-2025-02'")
+    exports = tmp_path / "exports"
+    with psycopg.connect(finance) as conn:
+        assert "AWAITING APPROVAL" in batch_text(conn, str(exports), "2025-02")
+        decision = approve_batch(conn, str(exports), "2025-02", by="Ana Ruiz", reason="totals checked")
+        assert decision.recorded and decision.files_written is None  # finance may not publish
+        decide_batch(conn, "2025-03", "reject", by="Ana Ruiz", reason="wrong cutoff")
+    assert not exports.exists()
+    with psycopg.connect(roles["url"]) as admin:
+        assert admin.execute(
+            "select batch_id, decision, created_by, session_user_name from controls.batch_decisions "
+            "order by decision_id"
+        ).fetchall() == [
+            ("B-2025-02", "approve", "Ana Ruiz", user),
+            ("B-2025-03", "reject", "Ana Ruiz", user),
+        ]
+    assert _denied(finance, "update controls.batch_decisions set reason = 'changed'")
+    assert _denied(finance, "delete from controls.batch_decisions")
+    assert _denied(finance, "update payouts.batches set status = 'published', published_at = now()")
+    assert _denied(roles["urls"]["analyst"], "select * from controls.batch_decisions")
+    assert _denied(
+        payouts,
+        "insert into controls.batch_decisions (batch_id, period, decision, created_by, reason) "
+        "values ('B-2025-03', '2025-03', 'approve', 'a', 'b')",
+    )
+    # The payouts step publishes the approved batch, and only that one (the rejected one is void).
+    assert payout_exports.publish_recorded_batches(payouts, str(exports), log=lambda _: None) == [
+        "B-2025-01",
+        "B-2025-02",
+    ]
+    assert (exports / "period=2025-02" / "manifest.json").exists()
+    assert not (exports / "period=2025-03").exists()
