@@ -352,3 +352,37 @@ def test_the_rules_setting():
             RulesError, match=r"rules.yml: program: batch_approval: must be 'none' .* or 'required'"
         ):
             parse_rules(base + f"\nbatch_approval: {value}\n", "rules.yml")
+
+
+def test_the_monthly_payout_batch_asset_refuses_an_unapproved_batch_and_finishes_an_approved_one(
+    new_database, golden_dir, reference, tmp_path, capsys
+):
+    from dagster import DagsterInstance, materialize
+
+    from orchestration.assets.payouts import payout_batch
+    from orchestration.resources import PipelineResource
+
+    url = new_warehouse(new_database, golden_dir, gated=True)
+    root = tmp_path / "exports"
+    assert run_day(url, golden_dir, FEB, root) == []
+    resources = {"pipeline": PipelineResource(warehouse_url=url, export_uri=str(root))}
+    with DagsterInstance.ephemeral() as instance:
+        failed = materialize(
+            [payout_batch],
+            partition_key="2025-01-01",
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not failed.success
+        [failure] = [e for e in failed.all_events if e.is_step_failure]
+        assert "batch-2025-01 awaits approval" in str(failure.step_failure_data.error)
+        assert files_of(root, "2025-01") == {}
+
+        with psycopg.connect(url) as conn, pytest.raises(OSError):
+            approve_batch(conn, FailingStore(root, 1), "2025-01", by="alice", reason="ok", log=lambda _: None)
+        done = materialize([payout_batch], partition_key="2025-01-01", resources=resources, instance=instance)
+        [m] = done.asset_materializations_for_node("payout_batch")
+        assert m.metadata["batch_id"].value == "batch-2025-01"
+        assert m.metadata["files_written"].value == 4
+    assert_published_as_reference(root, reference, "2025-01", "batch-2025-01")

@@ -108,7 +108,8 @@ def payout_ledger_reconciles(pipeline: PipelineResource) -> AssetCheckResult:
             kinds={"python", "s3"},
             partitions_def=daily_partitions,
             description="Renders every recorded, unpublished batch and publishes it (data files first, manifest "
-            "last).",
+            "last); under `batch_approval: required` only once finance has approved it (referral-pipeline batch "
+            "approve).",
         ),
         _table_spec(BATCHES_TABLE, "payout_files"),
     ],
@@ -116,6 +117,7 @@ def payout_ledger_reconciles(pipeline: PipelineResource) -> AssetCheckResult:
     backfill_policy=single_run_backfill,
 )
 def payout_files(context: AssetExecutionContext, pipeline: PipelineResource):
+    # Batches recorded without sign-off, and approved ones (batch_approval: required); one awaiting approval waits.
     published = payout_exports.publish_recorded_batches(
         pipeline.url, pipeline.settings.export_uri, log=context.log.info
     )
@@ -152,6 +154,18 @@ def period_of_partition(context: AssetExecutionContext) -> str:
     return periods.period_of(context.partition_time_window.start)
 
 
+def live_batch_id(url: str, period: str) -> str:
+    """The batch id of a period: its live batch (batch-YYYY-MM, or batch-YYYY-MM-rN when an earlier one was
+    rejected), else batch-YYYY-MM (which publish_batch then reports as not recorded)."""
+    import psycopg
+
+    from payout_exports.ledger import current_batch
+
+    with psycopg.connect(url) as conn:
+        batch = current_batch(conn, period)
+    return batch.batch_id if batch is not None else periods.batch_id(period)
+
+
 @asset(
     name="payout_batch",
     group_name="payouts",
@@ -166,9 +180,12 @@ def period_of_partition(context: AssetExecutionContext) -> str:
 )
 def payout_batch(context: AssetExecutionContext, pipeline: PipelineResource) -> MaterializeResult:
     period = period_of_partition(context)
-    batch_id = periods.batch_id(period)
     url, export_uri = pipeline.url, pipeline.settings.export_uri
-    written = payout_exports.publish_batch(url, export_uri, batch_id, log=context.log.info)
+    batch_id = live_batch_id(url, period)
+    try:
+        written = payout_exports.publish_batch(url, export_uri, batch_id, log=context.log.info)
+    except payout_exports.PayoutError as exc:  # e.g. awaiting approval (batch_approval: required)
+        raise Failure(description=str(exc)) from None
     problems = payout_exports.reconcile_batch(url, export_uri, batch_id)
     if problems:
         raise Failure(description=f"{batch_id} does not reconcile: " + "; ".join(problems))
