@@ -122,9 +122,9 @@ def parse_quarter(text: str) -> list[str]:
 def _batch(conn: psycopg.Connection, period: str) -> Batch | None:
     row = conn.execute(
         "select batch_id, period, cutoff, rules_version, program_currency, minimum_payout, status "
-        "from payouts.batches where period = %s",
+        "from payouts.batches where period = %s order by status = 'published' desc, created_at desc",
         (period,),
-    ).fetchone()
+    ).fetchone()  # a period may also hold a rejected (void, never published) batch: the published one first
     return Batch(*row) if row else None
 
 
@@ -135,7 +135,9 @@ def _exists(conn: psycopg.Connection, relation: str) -> bool:
 def _previous_balances(conn: psycopg.Connection, period: str) -> tuple[str | None, dict[str, tuple]]:
     """The batch before `period` and, per partner, (held amount, deferred balance) in it."""
     prev = conn.execute(
-        "select batch_id from payouts.batches where period < %s order by period desc limit 1", (period,)
+        "select batch_id from payouts.batches where period < %s "
+        "order by period desc, status = 'published' desc, created_at desc limit 1",
+        (period,),
     ).fetchone()
     if prev is None:
         return None, {}

@@ -30,6 +30,7 @@ from test_payout_helpers import (
 import payout_exports
 from payout_exports.ledger import PayoutError
 from payout_exports.publish import approve_batch
+from payout_exports.statements import publish_statements
 from referral_pipeline.cli import main
 from referral_pipeline.rules import RulesError, parse_rules
 from referral_pipeline.warehouse import ensure_schema
@@ -246,6 +247,10 @@ def test_gated_runs_publish_only_what_finance_approves(new_database, golden_dir,
     assert payout_exports.verify_published(url, str(root)) == []
     code, out, _ = cli(url, root, capsys, "payouts", "show", "--period", "2025-02")
     assert code == 0 and "batch batch-2025-02-r2" in out and "verified" in out
+    # Partner statements explain the published batch of the period, not the void one.
+    with psycopg.connect(url) as conn:
+        statements = publish_statements(conn, str(root), period="2025-02", log=lambda _: None)
+    assert statements.batch_ids == ("batch-2025-02-r2",)
     # Nothing more to do: a rerun of the last nightly writes nothing.
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert run_day(url, golden_dir, MAR, root) == []
