@@ -83,7 +83,9 @@ def approve(conn: psycopg.Connection, event_id: str, *, by: str, reason: str) ->
             )
         paid, batches = conn.execute(
             "select sum(l.amount), string_agg(l.batch_id, ', ' order by b.period) "
-            "from payouts.ledger_lines l join payouts.batches b using (batch_id) where l.event_id = %s",
+            "from payouts.ledger_lines l join payouts.batches b using (batch_id) where l.event_id = %s "
+            "and not exists (select from controls.batch_decisions d where d.batch_id = b.batch_id "
+            "and d.decision = 'reject')",  # a rejected batch is void: its lines paid nothing
             (event_id,),
         ).fetchone()
         if batches and paid == event[0]:
@@ -230,14 +232,14 @@ def review_queue(conn: psycopg.Connection, period: str | None = None) -> tuple[d
     Returns (batch: batch_id, period, status, created_at; or None when no batch is recorded yet, rows). Each row:
     event_id, event_type, partner_id, deal_id, referral_id, amount, payable_at, reasons, and approved_by /
     approved_at when an approval recorded since releases the line in the next batch."""
-    where, params = "order by period desc limit 1", ()
+    where, params = "order by period desc, created_at desc limit 1", ()  # a period's latest (live) batch
     if period is not None:
         period = period.strip()
         try:
             dt.date.fromisoformat(f"{period}-01")
         except ValueError:
             raise ControlError(f"--period {period!r}: expected a month YYYY-MM, e.g. 2025-01") from None
-        where, params = "where period = %s", (period,)
+        where, params = "where period = %s order by created_at desc limit 1", (period,)
     batches = _rows(conn, f"select batch_id, period, status, created_at from payouts.batches {where}", params)
     if not batches:
         if period is None:

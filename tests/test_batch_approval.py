@@ -76,6 +76,11 @@ def expected_batch(golden: Path, period: str) -> dict[str, str]:
     return next(r for r in read_csv_file(golden / "expected_batches.csv") if r["period"] == period)
 
 
+def read_published_expected(golden: Path, period: str) -> list[dict[str, str]]:
+    """The golden expected paid lines of a period."""
+    return [r for r in read_csv_file(golden / "expected_payout_lines.csv") if r["period"] == period]
+
+
 def decisions(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(
@@ -323,6 +328,10 @@ def test_the_ledger_refuses_to_publish_an_unapproved_batch(new_database, golden_
             "insert into controls.batch_decisions (batch_id, period, decision, created_by, reason) "
             "values ('batch-2025-01', '2025-01', 'approve', 'mallory', 'x')"
         )
+    # The void batch paid nothing: an event paid in it alone is not "already paid in full" to the approve command.
+    paid = next(r for r in read_published_expected(golden_dir, "2025-01") if r["previously_paid"] == "0.00")
+    code, out, err = cli(url, root, capsys, "approve", paid["event_id"], "--by", "ana", "--reason", "checked")
+    assert code == 0, err
     # --by and --reason are required and not blank.
     code, _, err = cli(url, root, capsys, "batch", "approve", "2025-01", "--by", " ", "--reason", "x")
     assert code == 1 and "--by is required" in err
