@@ -400,3 +400,36 @@ def test_the_monthly_payout_batch_asset_refuses_an_unapproved_batch_and_finishes
         assert m.metadata["batch_id"].value == "batch-2025-01"
         assert m.metadata["files_written"].value == 4
     assert_published_as_reference(root, reference, "2025-01", "batch-2025-01")
+
+
+def test_a_warehouse_from_before_the_setting_is_upgraded_in_place(new_database, golden_dir, tmp_path):
+    url = new_warehouse(new_database, golden_dir, gated=False)
+    assert run_day(url, golden_dir, FEB, tmp_path / "exports") == ["batch-2025-01"]
+    with psycopg.connect(url, autocommit=True) as conn:  # the tables as the previous version created them
+        conn.execute("alter table rules.program drop column batch_approval")
+        conn.execute("alter table payouts.batches drop column recorded_by")
+        conn.execute("alter table payouts.batches drop constraint batches_status_check")
+        conn.execute(
+            "alter table payouts.batches add constraint batches_status_check "
+            "check (status in ('recorded', 'published'))"
+        )
+        conn.execute("alter table payouts.batches add constraint batches_period_key unique (period)")
+        conn.execute("drop table controls.batch_decisions")
+    ensure_schema(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select batch_approval from rules.program").fetchall() == [("none",)]
+        assert conn.execute("select batch_id, recorded_by from payouts.batches").fetchall() == [
+            ("batch-2025-01", "")
+        ]
+        assert conn.execute(
+            "select count(*) from pg_constraint where conrelid = 'payouts.batches'::regclass "
+            "and conname = 'batches_period_key'"
+        ).fetchone() == (0,)
+        assert conn.execute("select count(*) from controls.batch_decisions").fetchone() == (0,)
+    # ... and the gate works on it: rules with the setting, the next period awaits approval.
+    setup_inputs(url, (golden_dir / "program_rules.yml").read_text() + "\nbatch_approval: required\n")
+    assert run_day(url, golden_dir, MAR, tmp_path / "exports") == []
+    with psycopg.connect(url) as conn:
+        assert conn.execute(
+            "select batch_id, status, recorded_by = session_user from payouts.batches order by period"
+        ).fetchall() == [("batch-2025-01", "published", False), ("batch-2025-02", "awaiting_approval", True)]
