@@ -7,7 +7,9 @@ Plain Python on purpose: the orchestration drives it, finance tools and tests ca
 - `record_due_batches` / `publish_recorded_batches`: the same in two steps (ledger, then files);
 - `publish_batch`: finish (after a crash) or copy a recorded batch, byte-identical;
 - `reconcile_ledger`, `reconcile_batch`, `verify_published`: checks that return a list of problems;
-- `show_batch`: the finance summary of a period.
+- `show_batch`: the finance summary of a period;
+- `approve_batch`, `reject_batch`, `batch_text`: the sign-off of a batch under `batch_approval: required`
+  (docs/finance.md, Signing off a batch).
 """
 
 from .ledger import (
@@ -20,10 +22,13 @@ from .ledger import (
     record_due_batches,
 )
 from .publish import (
+    approve_batch,
+    batch_text,
     publish_batch,
     publish_due,
     publish_recorded_batches,
     reconcile_batch,
+    reject_batch,
     show_batch,
     verify_published,
 )
@@ -38,6 +43,8 @@ __all__ = [
     "PayoutError",
     "PublishConflict",
     "S3Store",
+    "approve_batch",
+    "batch_text",
     "ensure_ledger_schema",
     "open_store",
     "publish_batch",
@@ -46,6 +53,7 @@ __all__ = [
     "reconcile_batch",
     "reconcile_ledger",
     "record_due_batches",
+    "reject_batch",
     "render_batch",
     "show_batch",
     "verify_published",
