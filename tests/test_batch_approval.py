@@ -109,7 +109,9 @@ def reference(new_database, golden_dir, tmp_path_factory) -> Path:
     return root
 
 
-def assert_published_as_reference(root: Path, reference: Path, period: str, batch_id: str) -> dict:
+def assert_published_as_reference(
+    root: Path, reference: Path, period: str, batch_id: str, also_aside: tuple[str, ...] = ()
+) -> dict:
     """The data files equal the reference's byte for byte (the batch id aside when it was recorded again), and
     the manifest equals it but for approval, created_at and rules_sha256. Returns the manifest."""
     got, ref = files_of(root, period), files_of(reference, period)
@@ -126,7 +128,7 @@ def assert_published_as_reference(root: Path, reference: Path, period: str, batc
             (f["name"], f["rows"]) for f in ref_manifest["files"]
         ]
     # created_at is when the batch was recorded, rules_sha256 the checksum of the (different) rules file
-    aside = ("approval", "created_at", "rules_sha256", "files", "batch_id")
+    aside = ("approval", "created_at", "rules_sha256", "files", "batch_id", *also_aside)
     assert {k: v for k, v in manifest.items() if k not in aside} == {
         k: v for k, v in ref_manifest.items() if k not in aside
     }
@@ -368,19 +370,48 @@ def test_the_rules_setting():
             parse_rules(base + f"\nbatch_approval: {value}\n", "rules.yml")
 
 
-def test_the_monthly_payout_batch_asset_refuses_an_unapproved_batch_and_finishes_an_approved_one(
+def test_the_dagster_payout_step_records_without_publishing_and_the_monthly_asset_waits_for_approval(
     new_database, golden_dir, reference, tmp_path, capsys
 ):
     from dagster import DagsterInstance, materialize
 
-    from orchestration.assets.payouts import payout_batch
+    from orchestration.assets.payouts import (
+        payout_batch,
+        payout_files,
+        payout_files_reconcile,
+        payout_ledger,
+        payout_ledger_reconciles,
+    )
     from orchestration.resources import PipelineResource
 
     url = new_warehouse(new_database, golden_dir, gated=True)
     root = tmp_path / "exports"
-    assert run_day(url, golden_dir, FEB, root) == []
     resources = {"pipeline": PipelineResource(warehouse_url=url, export_uri=str(root))}
     with DagsterInstance.ephemeral() as instance:
+        # The nightly's payout step for 2025-02-01 (its two assets and their blocking checks): records, publishes
+        # nothing.
+        set_events(url, events_as_of(golden_dir, FEB))
+        set_partners(url, golden_partners(golden_dir, FEB))
+        set_rates(url, golden_rates(golden_dir, FEB))
+        nightly = materialize(
+            [payout_ledger, payout_files, payout_ledger_reconciles, payout_files_reconcile],
+            partition_key="2025-02-01",
+            resources=resources,
+            instance=instance,
+        )
+        ledger = [
+            m
+            for m in nightly.asset_materializations_for_node("payout_ledger")
+            if m.asset_key.path == ["payout_ledger"]
+        ]
+        assert ledger[0].metadata["batches_recorded"].value == ["batch-2025-01"]
+        files = [
+            m
+            for m in nightly.asset_materializations_for_node("payout_files")
+            if m.asset_key.path == ["payout_files"]
+        ]
+        assert files[0].metadata["batches_published"].value == []
+        assert not root.exists() or not any(root.rglob("*"))
         failed = materialize(
             [payout_batch],
             partition_key="2025-01-01",
@@ -399,7 +430,9 @@ def test_the_monthly_payout_batch_asset_refuses_an_unapproved_batch_and_finishes
         [m] = done.asset_materializations_for_node("payout_batch")
         assert m.metadata["batch_id"].value == "batch-2025-01"
         assert m.metadata["files_written"].value == 4
-    assert_published_as_reference(root, reference, "2025-01", "batch-2025-01")
+    # recorded by the Dagster asset: code_version is the package's version, not the reference's "test"
+    manifest = assert_published_as_reference(root, reference, "2025-01", "batch-2025-01", ("code_version",))
+    assert manifest["approval"]["approved_by"] == "alice"
 
 
 def test_a_warehouse_from_before_the_setting_is_upgraded_in_place(new_database, golden_dir, tmp_path):
