@@ -102,6 +102,7 @@ def simulation_id(prefix: str) -> str:
 def dbt_run_args(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
     """`dbt run` of the models behind the payout input, the tiers and attribution (unit tests excluded)."""
     return [
+        "--no-use-colors",
         "run",
         "--select",
         *SELECT,
@@ -128,6 +129,19 @@ def parse_progress(line: str) -> tuple[int, int, str, str] | None:
     if not m:
         return None
     return int(m.group(1)), int(m.group(2)), m.group(3), m.group(4).strip()
+
+
+_ERROR_IN = re.compile(r"\b(?:Database|Compilation|Runtime) Error in (?:model|test) (\S+)")
+
+
+def failure_detail(lines: list[str]) -> str | None:
+    """`model X: <the database's message>` from dbt's summary of failures, or None."""
+    for i, line in enumerate(lines):
+        m = _ERROR_IN.search(line)
+        if m:
+            message = next((t.strip() for t in lines[i + 1 :] if t.strip()), "")
+            return f"model {m.group(1)}: {message}".rstrip(": ")
+    return None
 
 
 def redirect_schema(sql: str, schema: str) -> str:
@@ -262,7 +276,7 @@ def run_dbt(env: dict[str, str], target_dir: Path, report: Reporter) -> None:
     from orchestration.dbt_project import dbt_executable
 
     log_file = target_dir / "dbt-output.log"
-    tail: deque[str] = deque(maxlen=40)
+    tail: deque[str] = deque(maxlen=400)
     errors: list[str] = []
     total = 0
     proc = subprocess.Popen(
@@ -296,7 +310,8 @@ def run_dbt(env: dict[str, str], target_dir: Path, report: Reporter) -> None:
     finally:
         report.finish(DBT_LABEL)
     if code != 0:
-        detail = errors[0] if errors else next((t for t in reversed(tail) if t.strip()), "no output")
+        detail = failure_detail(list(tail)) or (errors[0] if errors else None)
+        detail = detail or next((t for t in reversed(tail) if t.strip()), "no output")
         raise SimulationError(
             f"dbt could not build the proposed rules' models ({detail.strip()}); nothing was changed; "
             f"the full dbt output is in {log_file}"
@@ -960,6 +975,7 @@ def simulate(
         prefix = scratch_prefix(now or dt.datetime.now(dt.UTC), secrets.token_hex(3))
         conn.execute("select pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, prefix))
         target_dir = settings.data_dir / "dbt" / "simulations" / simulation_id(prefix)
+        keep_dbt_output = False
         out = Path(out_dir) if out_dir else settings.data_dir / "simulations" / simulation_id(prefix)
         try:
             with _terminate_as_interrupt():
@@ -975,16 +991,20 @@ def simulate(
                     **dbt_run_env(target_dir),
                     **scratch_env(prefix),
                 }
-                run_dbt(env, target_dir, report)
+                try:
+                    run_dbt(env, target_dir, report)
+                except SimulationError:
+                    keep_dbt_output = True  # the error message points at its dbt-output.log
+                    raise
                 comparison = compare(conn, prefix, months, currency)
         finally:
             try:
                 drop_scratch(url, prefix)
+                report.line("  scratch schemas removed")
             finally:
                 conn.execute("select pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, prefix))
-                if target_dir.exists() and not (target_dir / "dbt-output.log").exists():
+                if not keep_dbt_output:
                     shutil.rmtree(target_dir, ignore_errors=True)
-        report.line("  scratch schemas removed")
 
     meta = {
         "simulation_id": simulation_id(prefix),
@@ -1007,5 +1027,4 @@ def simulate(
         _write(out / "summary.txt", ("\n".join(lines) + "\n").encode("utf-8"))
     except OSError as exc:
         raise SimulationError(f"cannot write the simulation to {out}: {exc.strerror or exc}") from None
-    shutil.rmtree(target_dir, ignore_errors=True)
     return SimulationResult(out_dir=out, comparison=comparison, meta=meta, lines=lines)

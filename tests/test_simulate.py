@@ -65,14 +65,18 @@ def test_scratch_prefix_names_and_the_pattern_that_finds_them():
 
 def test_dbt_arguments_and_environment():
     args = sim.dbt_run_args(Path("/p"))
-    assert args[:5] == [
+    assert args == [
+        "--no-use-colors",
         "run",
         "--select",
         "+fct_reward_entitlements",
         "+fct_attribution",
         "+int_tiers__partner_months",
+        "--project-dir",
+        "/p",
+        "--profiles-dir",
+        "/p",
     ]
-    assert args[5:] == ["--project-dir", "/p", "--profiles-dir", "/p"]
     assert sim.scratch_env("sim_x_") == {
         "REFERRAL_DBT_SCHEMA_PREFIX": "sim_x_",
         "REFERRAL_DBT_RULES_SCHEMA": "sim_x_rules",
@@ -85,6 +89,18 @@ def test_progress_lines_of_dbt():
     assert sim.parse_progress("09:12:01  4 of 37 START sql table model x.y")[2] == "START"
     assert sim.parse_progress("09:12:01  5 of 37 ERROR creating sql table model x.y")[2] == "ERROR"
     assert sim.parse_progress("09:12:01  Found 37 models, 1 of which is new") is None
+
+
+def test_the_failure_detail_is_the_first_failed_model_and_its_database_message():
+    lines = [
+        "09:18:07  Completed with 2 errors, 0 partial successes, and 0 warnings:",
+        "09:18:07  Failure in model stg_rules__tiers (models/staging/stg_rules__tiers.sql)",
+        "09:18:07    Database Error in model stg_rules__tiers (models/staging/stg_rules__tiers.sql)",
+        '  relation "sim_x_rules.tiers" does not exist',
+        "  LINE 9: ...",
+    ]
+    assert sim.failure_detail(lines) == 'model stg_rules__tiers: relation "sim_x_rules.tiers" does not exist'
+    assert sim.failure_detail(["09:18:07  Done. PASS=3"]) is None
 
 
 def test_the_rules_loader_is_redirected_to_the_scratch_schema_only():
@@ -391,6 +407,21 @@ def test_from_after_to_is_refused(env, golden_nightly, capsys):
     assert err == "error: --from 2025-03 is after --to 2025-01: give the earlier month first"
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rules", "r.yml", "--from", "2025-13", "--to", "2025-12"], "expected a month YYYY-MM"),
+        (["--rules", "r.yml", "--from", "2025-01"], "--to"),
+        (["--from", "2025-01", "--to", "2025-02"], "--rules"),
+    ],
+)
+def test_usage_errors_exit_2(args, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", *args])
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
 def test_an_empty_warehouse_is_refused(warehouse_url, golden_nightly, tmp_path, capsys):
     env = {
         "REFERRAL_WAREHOUSE_URL": warehouse_url,
@@ -414,8 +445,14 @@ def test_a_failed_dbt_build_drops_the_scratch_schemas(env, golden_nightly, monke
     assert simulate(env, "--rules", rules, "--from", "2025-01", "--to", "2025-02") == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "dbt could not build the proposed rules' models" in err and "dbt-output.log" in err
+    assert (
+        "dbt could not build the proposed rules' models (model stg_rules__" in err and "does not exist" in err
+    )
     assert scratch_left(golden_nightly["url"]) == []
+    log = Path(err.rsplit(" ", 1)[-1])
+    assert log.name == "dbt-output.log" and "missing" in log.read_text(
+        encoding="utf-8"
+    )  # kept, as the line says
 
 
 def test_an_interrupted_simulation_drops_its_scratch_schemas(env, golden_nightly, tmp_path):
@@ -451,4 +488,6 @@ def test_an_interrupted_simulation_drops_its_scratch_schemas(env, golden_nightly
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err
     assert scratch_left(url) == []
+    assert "scratch schemas removed" in out
     assert not (tmp_path / "simulations").exists()
+    assert list((tmp_path / "dbt" / "simulations").glob("*")) == []
