@@ -182,7 +182,14 @@ class _RedirectConnection:
 
 def load_scratch_rules(conn: psycopg.Connection, rules: ProgramRules, schema: str) -> None:
     """Create `<schema>` with empty copies of the rules tables and write `rules` into them."""
-    conn.execute(f'create schema "{schema}"')
+    try:
+        conn.execute(f'create schema "{schema}"')
+    except psycopg.errors.InsufficientPrivilege:
+        user, db = conn.execute("select session_user, current_database()").fetchone()
+        raise SimulationError(
+            f"role {user} may not create schemas in database {db}, and a simulation builds in scratch schemas: "
+            f"run it as the warehouse's owner or `grant create on database {db} to {user}` (see docs/simulate.md)"
+        ) from None
     for t in RULES_TABLES:
         conn.execute(f'create table "{schema}".{t} (like rules.{t} including all)')
     write_rules(_RedirectConnection(conn, schema), rules)  # type: ignore[arg-type]

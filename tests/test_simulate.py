@@ -491,3 +491,39 @@ def test_an_interrupted_simulation_drops_its_scratch_schemas(env, golden_nightly
     assert "scratch schemas removed" in out
     assert not (tmp_path / "simulations").exists()
     assert list((tmp_path / "dbt" / "simulations").glob("*")) == []
+
+
+def test_a_login_that_may_not_create_schemas_is_refused_in_one_line(env, golden_nightly, capsys):
+    """A login that reads what the simulation reads but may not create schemas (e.g. a transformer login)."""
+    from conftest import _as_url
+    from psycopg.conninfo import conninfo_to_dict
+
+    url = golden_nightly["url"]
+    role = f"sim_reader_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"create role {role} login")
+        conn.execute(f"grant usage on schema marts, intermediate, rules, raw, controls to {role}")
+        conn.execute(f"grant select on all tables in schema marts, intermediate, rules to {role}")
+    try:
+        params = conninfo_to_dict(url)
+        params["user"] = role
+        params.pop("password", None)
+        rules = str(golden_nightly["golden"] / "program_rules.yml")
+        code = simulate(
+            {**env, "REFERRAL_WAREHOUSE_URL": _as_url(params)},
+            "--rules",
+            rules,
+            "--from",
+            "2025-01",
+            "--to",
+            "2025-02",
+        )
+        err = capsys.readouterr().err.strip()
+        assert code == 1, err
+        assert len(err.splitlines()) == 1
+        assert f"role {role} may not create schemas in database" in err and "grant create on database" in err
+        assert scratch_left(url) == []
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
