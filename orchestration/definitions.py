@@ -4,9 +4,9 @@ from dagster import Definitions
 
 from .assets import crm, data_driven, dbt, finance, links, marketing, payouts, report, rules
 from .dbt_project import ReferralDbtCliResource, dbt_executable
-from .jobs import nightly_job
+from .jobs import audit_job, nightly_job
 from .resources import PipelineResource
-from .schedules import nightly_schedule
+from .schedules import data_audit_schedule, nightly_schedule
 
 defs = Definitions(
     assets=[
@@ -21,8 +21,8 @@ defs = Definitions(
         *report.assets,
     ],
     asset_checks=[*payouts.checks],
-    jobs=[nightly_job, payouts.payout_batch_job],
-    schedules=[nightly_schedule],
+    jobs=[nightly_job, audit_job, payouts.payout_batch_job],
+    schedules=[nightly_schedule, data_audit_schedule],
     resources={
         "pipeline": PipelineResource(),
         "dbt": ReferralDbtCliResource(project_dir=dbt.project, dbt_executable=dbt_executable()),

@@ -28,8 +28,8 @@ class RunFailed(RuntimeError):
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    start: dt.date
-    end: dt.date
+    start: dt.date | None  # None: an unpartitioned job (data_audit)
+    end: dt.date | None  # None: an unpartitioned job (data_audit)
 
 
 def _instance() -> DagsterInstance:
@@ -53,7 +53,9 @@ class _Listener:
     """Turns the run's events into progress lines, and collects every failed step."""
 
     report: Reporter
-    dbt_keys: frozenset
+    dbt_keys: frozenset  # the dbt models the run builds
+    dbt_checks: frozenset  # the dbt tests it runs
+    ledger_views: frozenset  # rebuilt only when they changed: reported apart
     dbt_total: int
     dbt_done: int = 0
     seen: set = field(default_factory=set)  # a backfill materializes each asset once per day: report it once
@@ -65,8 +67,6 @@ class _Listener:
             return
         if event.is_step_start and event.step_key == "dbt_models":
             self.report.line(f"  dbt build started: {self.dbt_total} models and tests")
-        elif event.is_step_start and event.step_key == "dbt_ledger_views":
-            self.report.line("  dbt build of the ledger views and their tests (after the payout step)")
         elif event.is_step_failure:
             message = _root_message(event.step_failure_data.error)
             self.failures.append((event.step_key, message))
@@ -77,7 +77,7 @@ class _Listener:
                 self._materialized(event)
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             check = event.asset_check_evaluation_data
-            if check.asset_key in self.dbt_keys and check.asset_check_key not in self.seen:
+            if check.asset_check_key in self.dbt_checks and check.asset_check_key not in self.seen:
                 self.seen.add(check.asset_check_key)
                 self._dbt_node()
 
@@ -91,6 +91,9 @@ class _Listener:
         key = event.asset_key
         if key in self.dbt_keys:
             self._dbt_node()
+            return
+        if key in self.ledger_views:
+            self.report.line(f"  ledger view {key.path[-1]} rebuilt (new or changed since it was created)")
             return
         meta = {
             k: getattr(v, "value", v)
@@ -138,32 +141,67 @@ def run_nightly(
 
     With `output_log`, what the run logs (dbt's log included) goes to that file instead of the terminal, and
     `report` shows concise progress. Raises RunFailed naming every step that failed."""
+    end = end or start
+    check_run_range(start, end)
+    days = (end - start).days + 1
+    return _execute(
+        "nightly", start, end, f"{days} day{'s' if days > 1 else ''}", log_level, output_log, report, instance
+    )
+
+
+def run_audit(
+    *,
+    log_level: str = "INFO",
+    output_log: Path | None = None,
+    report: Reporter | None = None,
+    instance: DagsterInstance | None = None,
+) -> RunSummary:
+    """Run the data_audit job (the full-history dbt data tests the nightly leaves out; not partitioned).
+    Raises RunFailed naming the failing tests."""
+    return _execute("data_audit", None, None, "data tests", log_level, output_log, report, instance)
+
+
+def _execute(
+    job_name: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    what: str,
+    log_level: str,
+    output_log: Path | None,
+    report: Reporter | None,
+    instance: DagsterInstance | None,
+) -> RunSummary:
     from .assets.dbt import dbt_ledger_views, dbt_models
     from .definitions import defs
 
-    end = end or start
-    check_run_range(start, end)
-    job = defs.resolve_job_def("nightly")
+    job = defs.resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     kwargs: dict = {
         "run_config": {"loggers": {"console": {"config": {"log_level": log_level}}}},
         "run_id": run_id,
     }
-    if start == end:
+    if start is None:
+        pass  # an unpartitioned job
+    elif start == end:
         kwargs["partition_key"] = start.isoformat()
     else:
         kwargs["tags"] = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
     instance = instance or _instance()
+    # Progress counts the dbt models and the dbt tests this job runs (the ledger views are rebuilt only when
+    # they changed: reported apart).
+    dbt_checks = (
+        dbt_models.check_keys | dbt_ledger_views.check_keys
+    ) & job.asset_layer.asset_graph.asset_check_keys
+    dbt_models_run = dbt_models.keys & job.asset_layer.selected_asset_keys
     listener = _Listener(
         report or Silent(),
-        dbt_keys=frozenset(dbt_models.keys | dbt_ledger_views.keys),
-        dbt_total=sum(len(a.keys) + len(a.check_keys) for a in (dbt_models, dbt_ledger_views)),
+        dbt_keys=frozenset(dbt_models_run),
+        dbt_checks=frozenset(dbt_checks),
+        ledger_views=frozenset(dbt_ledger_views.keys),
+        dbt_total=len(dbt_models_run) + len(dbt_checks),
     )
     instance.add_event_listener(run_id, listener)
-    days = (end - start).days + 1
-    listener.report.line(
-        f"  starting Dagster run {run_id[:8]} ({days} day{'s' if days > 1 else ''}; instance: {_where(instance)})"
-    )
+    listener.report.line(f"  starting Dagster run {run_id[:8]} ({what}; instance: {_where(instance)})")
     if output_log is None:
         result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
     else:

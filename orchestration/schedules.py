@@ -5,9 +5,9 @@ toggle on the schedule's page in the Dagster UI, or `dagster schedule start nigh
 with DAGSTER_HOME set to the instance the daemon uses), and it needs the Dagster daemon running (`dagster dev`
 starts one). The on/off state is kept in that instance, so it survives restarts."""
 
-from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
+from dagster import DefaultScheduleStatus, ScheduleDefinition, build_schedule_from_partitioned_job
 
-from .jobs import nightly_job
+from .jobs import audit_job, nightly_job
 
 nightly_schedule = build_schedule_from_partitioned_job(
     nightly_job,
@@ -19,5 +19,18 @@ nightly_schedule = build_schedule_from_partitioned_job(
         "Runs the nightly job at 02:00 UTC for the previous day's partition. Stopped by default: turn it on "
         "with the toggle on this page or `dagster schedule start nightly_schedule -w workspace.yaml` "
         "(the Dagster daemon must be running, as under `dagster dev`)."
+    ),
+)
+
+
+data_audit_schedule = ScheduleDefinition(
+    name="data_audit_schedule",
+    job=audit_job,
+    cron_schedule="0 5 * * 0",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description=(
+        "Runs the data_audit job (the full-history data tests the nightly leaves out) on Sundays at 05:00 UTC, "
+        "after that night's nightly. Stopped by default, like nightly_schedule."
     ),
 )

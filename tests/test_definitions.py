@@ -103,3 +103,43 @@ def test_the_monthly_payout_batch_has_its_own_job():
     monthly = defs.resolve_job_def("payout_batch_job")
     assert monthly.asset_layer.selected_asset_keys == {AssetKey("payout_batch")}
     assert "2025-01-01" in monthly.partitions_def.get_partition_keys(current_time=dt.datetime(2025, 3, 1))
+
+
+def test_the_nightly_runs_the_tests_that_guard_the_payout_inputs_and_the_audit_job_runs_the_rest():
+    """Every dbt data test runs in exactly one of the two jobs: the tests of the models the payout step reads
+    (and the singular cross-model tests before it) in the nightly, where a failure stops publishing; the other
+    full-history tests in data_audit."""
+    from orchestration.assets.dbt import dbt_ledger_views, dbt_models
+    from orchestration.definitions import defs
+
+    nightly = defs.resolve_job_def("nightly").asset_layer.asset_graph.asset_check_keys
+    audit = defs.resolve_job_def("data_audit").asset_layer.asset_graph.asset_check_keys
+    dbt_checks = dbt_models.check_keys | dbt_ledger_views.check_keys
+    assert dbt_checks <= nightly | audit
+    assert not (nightly & audit & dbt_checks)
+    in_nightly = {(k.asset_key.path[-1], k.name) for k in nightly & dbt_checks}
+    # the payout step's inputs (payout_exports.ledger.Inputs), by name here so that a change there shows
+    for model in ("fct_reward_entitlements", "stg_crm__partners", "stg_finance__fx_rates"):
+        assert any(m == model for m, _ in in_nightly), model
+    assert ("fct_reward_entitlements", "unique_fct_reward_entitlements_event_id") in in_nightly
+    assert ("fct_attribution", "attribution_credits_sum_to_one") in in_nightly
+    assert ("int_deals__enriched", "attribution_deals_have_fx_rates") in in_nightly
+    # full-history invariants of other models, and the tests of the views over the ledger, are audited
+    audited = {(k.asset_key.path[-1], k.name) for k in audit}
+    assert ("int_touchpoints__touchpoints", "unique_int_touchpoints__touchpoints_touch_id") in audited
+    assert any(m == "fct_payout_ledger" for m, _ in audited)
+    assert {m for m, _ in in_nightly} <= {
+        "fct_reward_entitlements",
+        "stg_crm__partners",
+        "stg_finance__fx_rates",
+        "fct_attribution",
+        "int_deals__enriched",
+    }
+
+
+def test_the_audit_schedule_runs_the_audit_job_weekly():
+    from orchestration.definitions import defs
+
+    schedule = defs.resolve_schedule_def("data_audit_schedule")
+    assert schedule.job_name == "data_audit"
+    assert schedule.cron_schedule == "0 5 * * 0"

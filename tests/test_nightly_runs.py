@@ -53,6 +53,31 @@ def snapshot(url: str, schemas=("raw", "marts")) -> dict[str, list[tuple]]:
     return out
 
 
+def view_oids(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return dict(
+            conn.execute(
+                "select c.relname, c.oid::int from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = 'marts' and c.relname in ('fct_reward_events', 'fct_payout_ledger')"
+            ).fetchall()
+        )
+
+
+def assert_audit_catches_what_the_nightly_leaves_out(url: str) -> None:
+    """The data_audit job passes on sound data and names the failing test once a full-history invariant that
+    the nightly does not run is broken."""
+    from orchestration.run import RunFailed, run_audit
+
+    run_audit(log_level="WARNING")
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "update intermediate.int_touchpoints__touchpoints set touch_id = null "
+            "where touch_id = (select min(touch_id) from intermediate.int_touchpoints__touchpoints)"
+        )
+    with pytest.raises(RunFailed, match="not_null_int_touchpoints__touchpoints_touch_id"):
+        run_audit(log_level="WARNING")
+
+
 def run_days(days):
     from orchestration.run import run_nightly
 
@@ -70,9 +95,13 @@ def test_daily_runs_backfill_and_rerun_give_the_same_marts(golden_dir, new_datab
     with pipeline_env(daily_url, golden_dir / "landing", tmp_path / "x1", rules):
         run_days(days)
         daily = snapshot(daily_url)
+        views = view_oids(daily_url)
         run_nightly(dt.date(2025, 1, 7), log_level="WARNING")  # rerun an old day: nothing changes
         run_nightly(END, log_level="WARNING")  # rerun the last day
         assert snapshot(daily_url) == daily
+        # the views over the ledger were created once and survive the nightly's rebuild of what they read
+        assert view_oids(daily_url) == views and len(views) == 2
+        assert_audit_catches_what_the_nightly_leaves_out(daily_url)
 
     backfill_url = new_database("backfill")
     with pipeline_env(backfill_url, golden_dir / "landing", tmp_path / "x2", rules):

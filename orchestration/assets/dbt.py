@@ -1,17 +1,26 @@
-"""Every dbt model as a Dagster asset (dbt tests as asset checks), built by one `dbt build` per run."""
+"""Every dbt model as a Dagster asset (dbt tests as asset checks), built by one `dbt build` per run.
 
+Which data tests the nightly runs: the ones that guard what the payout step reads (`blocks_publishing`); every
+other data test is a full-history invariant, run by the `data_audit` job (see orchestration/jobs.py)."""
+
+import dataclasses
+import json
 import os
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import psycopg
-from dagster import AssetExecutionContext, Failure
+from dagster import AssetCheckKey, AssetExecutionContext, Failure
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from psycopg import sql
 
+from payout_exports.ledger import Inputs
 from referral_pipeline.dbt_cli import build_args, dbt_env
 from referral_pipeline.warehouse import DBT_LOCK, advisory_lock
 
-from ..dbt_project import dbt_project
+from ..dbt_project import dbt_project, project_fingerprint
 from ..partitions import daily_partitions, run_date, single_run_backfill
 from ..resources import PipelineResource
 
@@ -37,10 +46,15 @@ LEDGER_VIEWS = "fct_reward_events fct_payout_ledger"
 
 
 def _build(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
-    """`dbt build` of the selected models with the run date in the environment. One dbt invocation at a time per
+    """`dbt build` of the selected models and tests with the run date in the environment (Dagster passes the
+    selection: in the nightly, the models and the tests that block publishing). One dbt invocation at a time per
     warehouse (advisory lock)."""
     url = pipeline.url
-    os.environ.update(dbt_env(url, run_date(context)))
+    os.environ.update(
+        dbt_env(
+            url, run_date(context) if context.has_partition_key or context.has_partition_key_range else None
+        )
+    )
     with advisory_lock(url, DBT_LOCK):
         invocation = dbt.cli(
             build_args(),
@@ -72,8 +86,79 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: Pi
 
 @dbt_assets(**_DBT_STEP, select=LEDGER_VIEWS, name="dbt_ledger_views")
 def dbt_ledger_views(context: AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineResource):
-    """The views over the payout ledger (and their tests), after the payout step."""
+    """The views over the payout ledger, after the payout step. A view shows the ledger as it is whenever it is
+    read, so it is (re)created only when it is missing or the dbt project changed since it was created; the
+    nightly then runs no second dbt invocation. Their tests run in the data_audit job."""
+    views = [k.path[-1] for k in context.selected_asset_keys]
+    stamp = _views_stamp()
+    if views and not context.selected_asset_check_keys and _views_current(pipeline.url, views, stamp):
+        context.log.info(
+            f"ledger views {', '.join(views)} are current (dbt project {stamp[:12]}); not rebuilt"
+        )
+        return
     yield from _build(context, dbt, pipeline)
+    if views:
+        _stamp_views(pipeline.url, views, stamp)
+
+
+def _views_stamp() -> str:
+    return "built from dbt project " + project_fingerprint(Path(project.project_dir))
+
+
+def _views_current(url: str, views: list[str], stamp: str) -> bool:
+    with psycopg.connect(url) as conn:
+        comments = conn.execute(
+            "select obj_description(to_regclass(v), 'pg_class') from unnest(%s::text[]) as v",
+            [[f"marts.{v}" for v in views]],
+        ).fetchall()
+    return all(c == stamp for (c,) in comments)
+
+
+def _stamp_views(url: str, views: list[str], stamp: str) -> None:
+    with psycopg.connect(url) as conn:
+        for v in views:
+            conn.execute(
+                sql.SQL("comment on view marts.{} is {}").format(sql.Identifier(v), sql.Literal(stamp))
+            )
+
+
+# --- which data tests the nightly runs ---------------------------------------------------------------------
+
+
+def payout_input_models() -> frozenset[str]:
+    """The dbt models the payout step reads (the relations of payout_exports.ledger.Inputs)."""
+    inputs = Inputs()
+    return frozenset(
+        getattr(inputs, f.name).split(".")[-1]
+        for f in dataclasses.fields(inputs)
+        if isinstance(getattr(inputs, f.name), str) and "." in getattr(inputs, f.name)
+    )
+
+
+def blocks_publishing(test: Mapping[str, Any], payout_inputs: frozenset[str]) -> bool:
+    """A data test the nightly runs before the payout step, so that its failure stops publishing: every test
+    of a model the payout step reads, and every singular test (dbt_project/tests: cross-model rules such as
+    credits summing to one, an fx rate for every deal) but those over the ledger views, which read what the
+    payout step writes. Every other test (not_null, unique, accepted values and relationships over all history
+    of the other models) runs in the data_audit job."""
+    parents = [n.split(".")[-1] for n in test.get("depends_on", {}).get("nodes", [])]
+    if test.get("test_metadata"):  # a generic test, on the model it is attached to
+        attached = (test.get("attached_node") or "").split(".")[-1]
+        return attached in payout_inputs
+    return not any(p in LEDGER_VIEWS.split() for p in parents)
+
+
+@cache
+def _tests_by_name() -> dict[str, Mapping[str, Any]]:
+    manifest = json.loads(Path(project.manifest_path).read_text())
+    return {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "test"}
+
+
+def audit_check_keys() -> list[AssetCheckKey]:
+    """The dbt tests (as asset checks) that the data_audit job runs instead of the nightly."""
+    tests, inputs = _tests_by_name(), payout_input_models()
+    keys = [*dbt_models.check_keys, *dbt_ledger_views.check_keys]
+    return sorted((k for k in keys if not blocks_publishing(tests[k.name], inputs)), key=str)
 
 
 def dbt_failure_summary(run_results: Mapping[str, Any], url: str) -> str:
