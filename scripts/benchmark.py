@@ -3,6 +3,7 @@
     python scripts/benchmark.py ingest [--rows 1000000] [--rounds 3] [--server URL]
     python scripts/benchmark.py pipeline [--scale medium] [--days 30] [--server URL]
     python scripts/benchmark.py nightly [--scale large] [--days 30] [--server URL]
+    python scripts/benchmark.py growth [--scale medium] [--days 360] [--server URL]
 
 `ingest`: for a CSV entity (marketing/activities) and a JSONL entity (links/clicks), writes one landing file
 of --rows synthetic rows (valid except about 0.1% that the loader rejects, shaped like the exports of
@@ -21,6 +22,10 @@ It prints the rates per round, the best of each, and the ratios of the best rate
 run), then runs the last day's nightly twice (the second is a rerun) and compares each run's wall time with the
 SQL it executed, replayed alone (the compiled selects of its tables and data tests, rolled back); prints the
 slowest five statements.
+
+`growth`: generates --days (e.g. 360) of sample exports, backfills to day 29, times the nightly of day 30, backfills
+to the day before the last, times the last day's nightly; prints both against their replayed SQL, the ratio of
+the SQL (same daily volume: the generator's days are alike) and the slowest five statements of the late one.
 
 `pipeline`: generates sample exports (referral_pipeline/generate.py), loads every partition, builds dbt.
 
@@ -351,54 +356,105 @@ def replay_sql(url: str, target: Path, nodes: list[dict]) -> list[tuple[float, s
     return sorted(times, reverse=True)
 
 
-def nightly(url: str, scale: str, days: int) -> None:
-    """One nightly run after `days - 1` days of history: its wall time against the SQL it ran, replayed alone."""
-    from dagster import DagsterInstance
-
+def _timed_nightly(
+    url: str, day: dt.date, label: str, instance, log: Path
+) -> tuple[float, list[tuple[float, str]]]:
+    """One nightly run of `day`: prints its wall time against the SQL it ran, replayed alone; returns the wall
+    time and the replayed statements, slowest first."""
     from orchestration.run import run_nightly
 
+    target = Settings.from_env().dbt_target_dir
+    since = time.time()
+    t = time.perf_counter()
+    run_nightly(day, output_log=log, instance=instance)
+    wall = time.perf_counter() - t
+    replay = replay_sql(url, target, _nodes_run_since(target, since))
+    sql = sum(s for s, _ in replay)
+    print(
+        f"{label:<24} wall {wall:7.2f} s; its SQL replayed alone {sql:7.2f} s ({len(replay)} statements); "
+        f"the rest {wall - sql:6.2f} s; wall / SQL {wall / sql:5.2f}",
+        flush=True,
+    )
+    return wall, replay
+
+
+def _slowest(replay: list[tuple[float, str]], label: str) -> None:
+    sql = sum(s for s, _ in replay)
+    print(f"slowest five statements of {label}:")
+    for secs, name in replay[:5]:
+        print(f"  {secs:7.2f} s  {secs / sql:6.1%} of its SQL  {name}")
+
+
+def _history(url: str, scale: str, days: int, tmp: str):
+    """Generate `days` of sample exports from 2025-01-01 and point the pipeline at them; returns (start,
+    instance, log)."""
+    from dagster import DagsterInstance
+
     start = dt.date(2025, 1, 1)
-    last = start + dt.timedelta(days=days - 1)
+    landing = Path(tmp) / "landing"
+    t = time.perf_counter()
+    generate(landing, start, days, scale=scale, seed=7, log=lambda m: None)
+    print(f"generate  {scale} x {days} days: {time.perf_counter() - t:8.2f} s", flush=True)
+    os.environ.update(
+        REFERRAL_WAREHOUSE_URL=url,
+        REFERRAL_LANDING_URI=str(landing),
+        REFERRAL_EXPORT_URI=str(Path(tmp) / "exports"),
+        REFERRAL_DATA_DIR=str(Path(tmp) / "data"),
+        REFERRAL_IP_HASH_KEY="benchmark-key",
+    )
+    return start, DagsterInstance.ephemeral(), Path(tmp) / "runs.log"  # runs.log: what the runs print
+
+
+def _backfill(first: dt.date, last: dt.date, instance, log: Path) -> None:
+    from orchestration.run import run_nightly
+
+    t = time.perf_counter()
+    run_nightly(first, last, output_log=log, instance=instance)
+    print(f"history: one backfill run {first}..{last}: {time.perf_counter() - t:8.2f} s", flush=True)
+
+
+def nightly(url: str, scale: str, days: int) -> None:
+    """One nightly run after `days - 1` days of history: its wall time against the SQL it ran, replayed alone."""
     with tempfile.TemporaryDirectory() as tmp:
-        landing = Path(tmp) / "landing"
-        t = time.perf_counter()
-        generate(landing, start, days, scale=scale, seed=7, log=lambda m: None)
-        print(f"generate  {scale} x {days} days: {time.perf_counter() - t:8.2f} s", flush=True)
-        os.environ.update(
-            REFERRAL_WAREHOUSE_URL=url,
-            REFERRAL_LANDING_URI=str(landing),
-            REFERRAL_EXPORT_URI=str(Path(tmp) / "exports"),
-            REFERRAL_DATA_DIR=str(Path(tmp) / "data"),
-            REFERRAL_IP_HASH_KEY="benchmark-key",
-        )
-        instance = DagsterInstance.ephemeral()
-        log = Path(tmp) / "runs.log"  # what the runs print (dbt's log included)
-        t = time.perf_counter()
-        run_nightly(start, last - dt.timedelta(days=1), output_log=log, instance=instance)
-        print(f"history: one backfill run of {days - 1} days: {time.perf_counter() - t:8.2f} s", flush=True)
-        target = Settings.from_env().dbt_target_dir
-        for label in ("nightly", "the same nightly again"):
-            since = time.time()
-            t = time.perf_counter()
-            run_nightly(last, output_log=log, instance=instance)
-            wall = time.perf_counter() - t
-            replay = replay_sql(url, target, _nodes_run_since(target, since))
-            sql = sum(s for s, _ in replay)
-            print(
-                f"{label:<24} wall {wall:7.2f} s; its SQL replayed alone {sql:7.2f} s ({len(replay)} statements); "
-                f"the rest {wall - sql:6.2f} s; wall / SQL {wall / sql:5.2f}",
-                flush=True,
-            )
-        print("slowest five statements of that nightly:")
-        for secs, name in replay[:5]:
-            print(f"  {secs:7.2f} s  {secs / sql:6.1%} of its SQL  {name}")
+        start, instance, log = _history(url, scale, days, tmp)
+        last = start + dt.timedelta(days=days - 1)
+        _backfill(start, last - dt.timedelta(days=1), instance, log)
+        _timed_nightly(url, last, "nightly", instance, log)
+        _, replay = _timed_nightly(url, last, "the same nightly again", instance, log)
+        _slowest(replay, "that nightly")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak memory of the benchmark process (the nightly runs in it): {peak:.0f} MiB")
 
 
+def growth(url: str, scale: str, days: int, early: int = 30) -> None:
+    """The nightly of day `early` against the nightly of day `days`, at the same daily volume: how a nightly's
+    cost grows with history."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start, instance, log = _history(url, scale, days, tmp)
+        day_early = start + dt.timedelta(days=early - 1)
+        day_late = start + dt.timedelta(days=days - 1)
+        _backfill(start, day_early - dt.timedelta(days=1), instance, log)
+        w_early, r_early = _timed_nightly(url, day_early, f"nightly of day {early}", instance, log)
+        _backfill(day_early + dt.timedelta(days=1), day_late - dt.timedelta(days=1), instance, log)
+        w_late, r_late = _timed_nightly(url, day_late, f"nightly of day {days}", instance, log)
+        with psycopg.connect(url) as conn:
+            for day in (day_early, day_late):
+                n = conn.execute(
+                    "select count(*) from raw.links__clicks where _partition_date = %s", [day]
+                ).fetchone()[0]
+                print(f"  clicks loaded on {day}: {n}")
+            total = conn.execute("select count(*) from marts.fct_touchpoints").fetchone()[0]
+        sql_early, sql_late = sum(s for s, _ in r_early), sum(s for s, _ in r_late)
+        print(f"touchpoints in history at day {days}: {total}")
+        print(f"day {days} / day {early}: wall {w_late / w_early:5.2f}x, SQL {sql_late / sql_early:5.2f}x")
+        _slowest(r_late, f"the nightly of day {days}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", nargs="?", default="pipeline", choices=["ingest", "pipeline", "nightly"])
+    ap.add_argument(
+        "part", nargs="?", default="pipeline", choices=["ingest", "pipeline", "nightly", "growth"]
+    )
     ap.add_argument("--rows", type=int, default=1_000_000, help="ingest: rows per file")
     ap.add_argument("--rounds", type=int, default=3, help="ingest: alternating rounds of raw COPY and loader")
     ap.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
@@ -417,6 +473,8 @@ def main() -> None:
             ingest(url, args.rows, args.rounds)
         elif args.part == "nightly":
             nightly(url, args.scale, args.days)
+        elif args.part == "growth":
+            growth(url, args.scale, args.days)
         else:
             pipeline(url, args.scale, args.days)
     finally:
