@@ -709,6 +709,7 @@ def summary_lines(c: Comparison, meta: dict) -> list[str]:
     lines = [
         f"simulation of {meta['rules_file']} over {meta['from']} to {meta['to']} "
         f"(as of the nightly run of {meta['run_date']}; amounts in {c.currency})",
+        *meta.get("notes", []),
         "programme:",
     ]
     rows = [["MONTH", "NOW", "PROPOSED", "DELTA", "PARTNERS CHANGED", "TIER CHANGES"]]
@@ -897,7 +898,8 @@ def render_html(c: Comparison, meta: dict, chart_svg: str) -> str:
         f"<style>{CSS}</style></head><body>"
         "<h1>What if: the proposed rules over past months</h1>"
         f'<p id="scope">{head}</p>'
-        f'<p id="total">Programme total: now {money(total["entitlement_now"])}, proposed '
+        + "".join(f'<p class="note">{html.escape(n)}</p>' for n in meta.get("notes", []))
+        + f'<p id="total">Programme total: now {money(total["entitlement_now"])}, proposed '
         f"{money(total['entitlement_proposed'])}, delta {signed(total['delta'])} {html.escape(c.currency)}.</p>"
         f'<figure class="chart">{chart_svg}</figure>'
         f'<section id="programme"><h2>Programme per month</h2>{programme}</section>'
@@ -918,6 +920,46 @@ class SimulationResult:
     comparison: Comparison
     meta: dict
     lines: list[str] = field(default_factory=list)
+
+
+def last_build_at(settings: Settings) -> dt.datetime | None:
+    """When the pipeline's last dbt invocation finished (its run_results.json in the pipeline's dbt folder)."""
+    try:
+        results = json.loads((settings.dbt_target_dir / "run_results.json").read_text(encoding="utf-8"))
+        at = dt.datetime.fromisoformat(results["metadata"]["generated_at"].replace("Z", "+00:00"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
+def changes_since_build(conn: psycopg.Connection, built_at: dt.datetime | None) -> list[str]:
+    """Inputs of the models that changed after the last nightly build: they count on the proposed side only."""
+    if built_at is None:
+        return []
+    try:
+        counts = conn.execute(
+            """
+            select
+                (select count(*) from controls.attribution_overrides where created_at > %(at)s)
+                + (select count(*) from controls.attribution_override_withdrawals where created_at > %(at)s),
+                (select count(*) from raw.load_batches where finished_at > %(at)s)
+            """,
+            {"at": built_at},
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return []  # a login that may not read them: dbt's own reads will say so if it matters
+    when = built_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    notes = []
+    if counts[0]:
+        notes.append(f"{counts[0]} attribution override action(s)")
+    if counts[1]:
+        notes.append(f"{counts[1]} landing partition load(s)")
+    if not notes:
+        return []
+    return [
+        f"note: {' and '.join(notes)} recorded after the last nightly build ({when}) count on the proposed side "
+        "only; to compare the rules alone, simulate again after the next nightly run"
+    ]
 
 
 def _check_warehouse(conn: psycopg.Connection) -> dt.date:
@@ -978,6 +1020,7 @@ def simulate(
                 f"{rules_path}: program: program_currency: the proposed file says {rules.program_currency} but "
                 f"the warehouse's amounts are in {currency}; a simulation compares amounts in one currency"
             )
+        notes = changes_since_build(conn, last_build_at(settings))
         remove_stale_scratch(conn, report.line)
         prefix = scratch_prefix(now or dt.datetime.now(dt.UTC), secrets.token_hex(3))
         conn.execute("select pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, prefix))
@@ -1021,6 +1064,7 @@ def simulate(
         "to": month_to,
         "run_date": run_date.isoformat(),
         "program_currency": currency,
+        "notes": notes,
     }
     files = csv_files(comparison)
     page = render_html(comparison, meta, render_chart_svg(comparison))

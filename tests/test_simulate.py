@@ -334,7 +334,15 @@ def test_a_doubled_commission_rate_doubles_that_tiers_commission_events_and_noth
             exact_now = e["commission_base"] * e["commission_rate"] * e["payout_credit"]
             assert e["commission_cap_per_deal"] is None  # the golden rules have no cap
             assert exact_now.quantize(CENT, ROUND_HALF_UP) == e["amount"]
-            # The rate implies twice the exact amount, rounded once to the cent.
+            # In the report: twice the exact amount (base x rate x credit of each side, exact decimals) ...
+            exact = {
+                side: Decimal(r[f"commission_base_{side}"])
+                * Decimal(r[f"commission_rate_{side}"])
+                * Decimal(r[f"payout_credit_{side}"])
+                for side in ("now", "proposed")
+            }
+            assert exact["now"] == exact_now and exact["proposed"] == 2 * exact_now, r
+            # ... rounded once to the cent.
             assert Decimal(r["amount_proposed"]) == (2 * exact_now).quantize(CENT, ROUND_HALF_UP), r
             if exact_now == exact_now.quantize(CENT):
                 assert Decimal(r["amount_proposed"]) == 2 * e["amount"], r
@@ -527,3 +535,28 @@ def test_a_login_that_may_not_create_schemas_is_refused_in_one_line(env, golden_
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"drop owned by {role}")
             conn.execute(f"drop role {role}")
+
+
+def test_an_override_recorded_after_the_last_build_is_noted_and_counts_on_the_proposed_side_only(
+    env, golden_nightly, tmp_path, capsys
+):
+    """Last in this module: it adds a control row to the golden warehouse."""
+    with scoped_env(env):
+        assert (
+            main(["override", "D-00001", "--credit", "PTR-0002=1", "--by", "Test", "--reason", "what-if"])
+            == 0
+        )
+    capsys.readouterr()
+    rules = str(golden_nightly["golden"] / "program_rules.yml")
+    assert (
+        simulate(env, "--rules", rules, "--from", WINDOW[0], "--to", WINDOW[1], "--out", str(tmp_path)) == 0
+    )
+    out = capsys.readouterr().out
+    assert "note: 1 attribution override action(s) recorded after the last nightly build" in out
+    events = {r["event_id"]: r for r in read(tmp_path / "events.csv")}
+    assert events["commission:D-00001:PTR-0001"]["amount_proposed"] == ""
+    assert events["commission:D-00001:PTR-0002"]["amount_now"] == ""
+    moved = Decimal(events["commission:D-00001:PTR-0001"]["amount_now"])
+    assert Decimal(events["commission:D-00001:PTR-0002"]["amount_proposed"]) > 0 < moved
+    html = (tmp_path / "simulation.html").read_text(encoding="utf-8")
+    assert '<p class="note">note: 1 attribution override action(s)' in html
