@@ -25,7 +25,8 @@ def dbt_env(url: str, run_date: dt.date | None = None) -> dict[str, str]:
     """Environment variables read by the dbt project: the connection (profiles.yml), derived from the one
     warehouse URL, and the run date (REFERRAL_RUN_DATE, read by the macro run_date; empty: today).
     The run date is an env var rather than `--vars` so that dbt's partial parsing survives between runs.
-    PGOPTIONS turns PostgreSQL's JIT off for dbt's sessions (see pg_options)."""
+    PGOPTIONS turns PostgreSQL's JIT off for dbt's sessions (see pg_options). The real schemas, always: no
+    scratch prefix, rules from schema `rules`."""
     p = connection_params(url)
     return {
         "REFERRAL_DBT_HOST": p["host"],
@@ -35,6 +36,10 @@ def dbt_env(url: str, run_date: dt.date | None = None) -> dict[str, str]:
         "REFERRAL_DBT_DBNAME": p["dbname"],
         "REFERRAL_RUN_DATE": run_date.isoformat() if run_date else "",
         "PGOPTIONS": pg_options(os.environ.get("PGOPTIONS")),
+        # Pinned so that a stray variable in the environment cannot send a nightly's models to the scratch
+        # schemas of `simulate`, or make them read its rules (simulate sets both after this).
+        "REFERRAL_DBT_SCHEMA_PREFIX": "",
+        "REFERRAL_DBT_RULES_SCHEMA": "rules",
     }
 
 

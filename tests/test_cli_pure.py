@@ -21,6 +21,13 @@ def test_build_args_leave_the_run_date_to_the_environment():
     assert dbt_env("postgresql://u@h/d")["REFERRAL_RUN_DATE"] == ""
 
 
+def test_dbt_env_pins_the_real_schemas_whatever_the_environment_says(monkeypatch):
+    monkeypatch.setenv("REFERRAL_DBT_SCHEMA_PREFIX", "sim_x_")
+    monkeypatch.setenv("REFERRAL_DBT_RULES_SCHEMA", "sim_x_rules")
+    env = dbt_env("postgresql://u@h/d")
+    assert env["REFERRAL_DBT_SCHEMA_PREFIX"] == "" and env["REFERRAL_DBT_RULES_SCHEMA"] == "rules"
+
+
 def test_dbt_env_comes_from_the_one_warehouse_url(monkeypatch):
     monkeypatch.delenv("PGOPTIONS", raising=False)
     env = dbt_env("postgresql://alice:s3cret@db.example:6543/wh")
@@ -32,6 +39,8 @@ def test_dbt_env_comes_from_the_one_warehouse_url(monkeypatch):
         "REFERRAL_DBT_DBNAME": "wh",
         "REFERRAL_RUN_DATE": "",
         "PGOPTIONS": "-c jit=off",
+        "REFERRAL_DBT_SCHEMA_PREFIX": "",
+        "REFERRAL_DBT_RULES_SCHEMA": "rules",
     }
     socket = dbt_env("postgresql://postgres@/referral?host=/tmp/x/data")
     assert socket["REFERRAL_DBT_HOST"] == "/tmp/x/data" and socket["REFERRAL_DBT_DBNAME"] == "referral"
