@@ -92,13 +92,16 @@ class _Listener:
         if key in self.dbt_keys:
             self._dbt_node()
             return
-        if key in self.ledger_views:
-            self.report.line(f"  ledger view {key.path[-1]} rebuilt (new or changed since it was created)")
-            return
         meta = {
             k: getattr(v, "value", v)
             for k, v in event.step_materialization_data.materialization.metadata.items()
         }
+        if key in self.ledger_views:
+            if meta.get("rebuilt") is not False:
+                self.report.line(
+                    f"  ledger view {key.path[-1]} created (new, or changed since it was created)"
+                )
+            return
         name = key.path[-1]
         if name in _ENTITY_BY_ASSET:
             self.report.line(

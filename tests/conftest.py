@@ -67,6 +67,9 @@ def golden_nightly(golden_dir: Path, new_database, tmp_path_factory) -> dict:
         run_ids = [run_nightly(s, e, log_level="WARNING", instance=instance).run_id for s, e in RANGES]
     return {
         "url": url,
+        # the warehouse right after the runs, before any test adds control rows: copy it with
+        # new_database(prefix, copy_of=golden_nightly["pristine_url"])
+        "pristine_url": new_database("golden_pristine", copy_of=url),
         "exports": exports,
         "golden": golden_dir,
         "env": env,
@@ -101,10 +104,21 @@ def new_database(pg_server_url: str) -> Iterator[Callable[[str], str]]:
     """Factory: create an empty database with a unique name and return its URL (dropped at session end)."""
     created: list[str] = []
 
-    def make(prefix: str = "t") -> str:
+    def make(prefix: str = "t", copy_of: str | None = None) -> str:
+        """An empty database, or with `copy_of` (a URL) a copy of that database as it is now."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}".lower()
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(f'create database "{name}"')
+            if copy_of is None:
+                conn.execute(f'create database "{name}"')
+            else:
+                source = conninfo_to_dict(copy_of)["dbname"]
+                # a database is copied as a template, which no other session may be connected to
+                conn.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where datname = %s and pid <> pg_backend_pid()",
+                    [source],
+                )
+                conn.execute(f'create database "{name}" template "{source}"')
         created.append(name)
         params = conninfo_to_dict(pg_server_url)
         params["dbname"] = name

@@ -116,10 +116,18 @@ def test_the_rules_loader_is_redirected_to_the_scratch_schema_only():
 
 
 @pytest.fixture(scope="module")
-def env(golden_nightly) -> dict[str, str]:
+def golden(golden_nightly, new_database) -> dict:
+    """The golden example's warehouse as the nightly runs left it, in a copy of its own: other tests of the
+    session add control rows (an override counts on the proposed side only: no zero delta) to the shared one."""
+    url = new_database("golden_sim", copy_of=golden_nightly["pristine_url"])
+    return {**golden_nightly, "url": url, "env": {**golden_nightly["env"], "REFERRAL_WAREHOUSE_URL": url}}
+
+
+@pytest.fixture(scope="module")
+def env(golden) -> dict[str, str]:
     """The golden nightly's settings, with its data folder (where the pipeline's dbt folder is)."""
     return {
-        **golden_nightly["env"],
+        **golden["env"],
         "REFERRAL_DATA_DIR": os.environ["REFERRAL_DATA_DIR"],
         "REFERRAL_IP_HASH_KEY": os.environ["REFERRAL_IP_HASH_KEY"],
     }
@@ -187,9 +195,9 @@ def read(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def doubled_rules(golden_nightly, tmp_path_factory) -> Path:
+def doubled_rules(golden, tmp_path_factory) -> Path:
     """The golden rules with the registered tier's commission rate doubled (0.10 -> 0.20), nothing else."""
-    text = (golden_nightly["golden"] / "program_rules.yml").read_text(encoding="utf-8")
+    text = (golden["golden"] / "program_rules.yml").read_text(encoding="utf-8")
     old = "{name: registered, min_trailing_revenue: 0,      commission_rate: 0.10,"
     assert text.count(old) == 1
     path = tmp_path_factory.mktemp("proposed") / "proposed.yml"
@@ -198,17 +206,17 @@ def doubled_rules(golden_nightly, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(env, golden_nightly, doubled_rules, tmp_path_factory) -> dict:
+def runs(env, golden, doubled_rules, tmp_path_factory) -> dict:
     """A stale scratch schema of a killed simulation, then: the current rules twice (default folder, then
     --out), the doubled rate once; fingerprints before and after."""
-    url = golden_nightly["url"]
+    url = golden["url"]
     dbt_dir = Path(env["REFERRAL_DATA_DIR"]) / "dbt" / "target"
     assert (dbt_dir / "manifest.json").is_file()  # the golden nightly's dbt folder
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'create schema "{STALE}rules"')
         conn.execute(f'create table "{STALE}rules".leftover (x int)')
-    before = fingerprint(url, golden_nightly["exports"], dbt_dir)
-    rules = str(golden_nightly["golden"] / "program_rules.yml")
+    before = fingerprint(url, golden["exports"], dbt_dir)
+    rules = str(golden["golden"] / "program_rules.yml")
     again = tmp_path_factory.mktemp("same-again")
     doubled = tmp_path_factory.mktemp("doubled")
     codes = [
@@ -218,7 +226,7 @@ def runs(env, golden_nightly, doubled_rules, tmp_path_factory) -> dict:
             env, "--rules", str(doubled_rules), "--from", WINDOW[0], "--to", WINDOW[1], "--out", str(doubled)
         ),
     ]
-    after = fingerprint(url, golden_nightly["exports"], dbt_dir)
+    after = fingerprint(url, golden["exports"], dbt_dir)
     default = sorted((Path(env["REFERRAL_DATA_DIR"]) / "simulations").iterdir())
     return {
         "codes": codes,
@@ -269,7 +277,7 @@ def test_the_warehouse_exports_and_dbt_folder_are_byte_identical_and_no_scratch_
     assert runs["dbt_simulations"] == []  # the simulations' own dbt folders are removed after a success
 
 
-def test_the_current_rules_give_zero_delta_everywhere(runs, golden_nightly):
+def test_the_current_rules_give_zero_delta_everywhere(runs, golden):
     pm = read(runs["same"] / "partner_months.csv")
     assert pm and all(Decimal(r["delta"]) == 0 for r in pm)
     assert all(r["tier_now"] == r["tier_proposed"] and r["tier_changed"] == "false" for r in pm)
@@ -292,9 +300,9 @@ def test_the_current_rules_give_zero_delta_everywhere(runs, golden_nightly):
     assert all(Decimal(r["shifted"]) == 0 for r in read(runs["same"] / "attribution_models.csv"))
 
 
-def test_now_is_what_the_golden_example_pays_per_partner_and_month(runs, golden_nightly):
+def test_now_is_what_the_golden_example_pays_per_partner_and_month(runs, golden):
     expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    with open(golden_nightly["golden"] / "expected_reward_events.csv", newline="", encoding="utf-8") as f:
+    with open(golden["golden"] / "expected_reward_events.csv", newline="", encoding="utf-8") as f:
         for e in csv.DictReader(f):
             if WINDOW[0] <= e["payable_at"][:7] <= WINDOW[1]:
                 expected[(e["partner_id"], e["payable_at"][:7])] += Decimal(e["amount"])
@@ -364,7 +372,7 @@ def test_a_doubled_commission_rate_doubles_that_tiers_commission_events_and_noth
     assert all(Decimal(r["delta"]) == 0 for r in read(runs["doubled"] / "attribution_shift.csv"))
 
 
-def test_the_summary_is_printed(env, golden_nightly, doubled_rules, tmp_path, capsys):
+def test_the_summary_is_printed(env, golden, doubled_rules, tmp_path, capsys):
     assert (
         simulate(
             env, "--rules", str(doubled_rules), "--from", "2025-02", "--to", "2025-02", "--out", str(tmp_path)
@@ -398,8 +406,8 @@ def test_the_html_page_renders_with_its_chart_and_totals(runs):
 # --- refusals and cleanup ----------------------------------------------------------------------------------------
 
 
-def test_an_invalid_rules_file_is_refused_naming_file_and_field(env, golden_nightly, tmp_path, capsys):
-    text = (golden_nightly["golden"] / "program_rules.yml").read_text(encoding="utf-8")
+def test_an_invalid_rules_file_is_refused_naming_file_and_field(env, golden, tmp_path, capsys):
+    text = (golden["golden"] / "program_rules.yml").read_text(encoding="utf-8")
     bad = tmp_path / "bad.yml"
     bad.write_text(text.replace("commission_rate: 0.15", "commission_rate: 1.5"), encoding="utf-8")
     assert simulate(env, "--rules", str(bad), "--from", "2025-01", "--to", "2025-02") == 1
@@ -408,8 +416,8 @@ def test_an_invalid_rules_file_is_refused_naming_file_and_field(env, golden_nigh
     assert str(bad) in err and "tiers[1].commission_rate" in err and "1.5" in err
 
 
-def test_from_after_to_is_refused(env, golden_nightly, capsys):
-    rules = str(golden_nightly["golden"] / "program_rules.yml")
+def test_from_after_to_is_refused(env, golden, capsys):
+    rules = str(golden["golden"] / "program_rules.yml")
     assert simulate(env, "--rules", rules, "--from", "2025-03", "--to", "2025-01") == 1
     err = capsys.readouterr().err.strip()
     assert err == "error: --from 2025-03 is after --to 2025-01: give the earlier month first"
@@ -430,13 +438,13 @@ def test_usage_errors_exit_2(args, needle, capsys):
     assert needle in capsys.readouterr().err
 
 
-def test_an_empty_warehouse_is_refused(warehouse_url, golden_nightly, tmp_path, capsys):
+def test_an_empty_warehouse_is_refused(warehouse_url, golden, tmp_path, capsys):
     env = {
         "REFERRAL_WAREHOUSE_URL": warehouse_url,
         "REFERRAL_DATA_DIR": str(tmp_path),
         "REFERRAL_IP_HASH_KEY": os.environ["REFERRAL_IP_HASH_KEY"],
     }
-    rules = str(golden_nightly["golden"] / "program_rules.yml")
+    rules = str(golden["golden"] / "program_rules.yml")
     assert simulate(env, "--rules", rules, "--from", "2025-01", "--to", "2025-02") == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
@@ -444,27 +452,27 @@ def test_an_empty_warehouse_is_refused(warehouse_url, golden_nightly, tmp_path, 
     assert not (tmp_path / "simulations").exists()
 
 
-def test_a_failed_dbt_build_drops_the_scratch_schemas(env, golden_nightly, monkeypatch, capsys):
+def test_a_failed_dbt_build_drops_the_scratch_schemas(env, golden, monkeypatch, capsys):
     # The rules source pointed at a schema that does not exist: dbt fails on the first rules model.
     monkeypatch.setattr(
         sim, "scratch_env", lambda prefix: {sim.PREFIX_ENV: prefix, sim.RULES_SCHEMA_ENV: f"{prefix}missing"}
     )
-    rules = str(golden_nightly["golden"] / "program_rules.yml")
+    rules = str(golden["golden"] / "program_rules.yml")
     assert simulate(env, "--rules", rules, "--from", "2025-01", "--to", "2025-02") == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert (
         "dbt could not build the proposed rules' models (model stg_rules__" in err and "does not exist" in err
     )
-    assert scratch_left(golden_nightly["url"]) == []
+    assert scratch_left(golden["url"]) == []
     log = Path(err.rsplit(" ", 1)[-1])
     assert log.name == "dbt-output.log" and "missing" in log.read_text(
         encoding="utf-8"
     )  # kept, as the line says
 
 
-def test_an_interrupted_simulation_drops_its_scratch_schemas(env, golden_nightly, tmp_path):
-    rules = str(golden_nightly["golden"] / "program_rules.yml")
+def test_an_interrupted_simulation_drops_its_scratch_schemas(env, golden, tmp_path):
+    rules = str(golden["golden"] / "program_rules.yml")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -483,7 +491,7 @@ def test_an_interrupted_simulation_drops_its_scratch_schemas(env, golden_nightly
         stderr=subprocess.PIPE,
         text=True,
     )
-    url = golden_nightly["url"]
+    url = golden["url"]
     deadline = time.monotonic() + 120
     # Wait until dbt has built something in the scratch schemas, then stop the command as a scheduler would.
     while time.monotonic() < deadline and proc.poll() is None:
@@ -501,12 +509,12 @@ def test_an_interrupted_simulation_drops_its_scratch_schemas(env, golden_nightly
     assert list((tmp_path / "dbt" / "simulations").glob("*")) == []
 
 
-def test_a_login_that_may_not_create_schemas_is_refused_in_one_line(env, golden_nightly, capsys):
+def test_a_login_that_may_not_create_schemas_is_refused_in_one_line(env, golden, capsys):
     """A login that reads what the simulation reads but may not create schemas (e.g. a transformer login)."""
     from conftest import _as_url
     from psycopg.conninfo import conninfo_to_dict
 
-    url = golden_nightly["url"]
+    url = golden["url"]
     role = f"sim_reader_{os.getpid()}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"create role {role} login")
@@ -516,7 +524,7 @@ def test_a_login_that_may_not_create_schemas_is_refused_in_one_line(env, golden_
         params = conninfo_to_dict(url)
         params["user"] = role
         params.pop("password", None)
-        rules = str(golden_nightly["golden"] / "program_rules.yml")
+        rules = str(golden["golden"] / "program_rules.yml")
         code = simulate(
             {**env, "REFERRAL_WAREHOUSE_URL": _as_url(params)},
             "--rules",
@@ -538,7 +546,7 @@ def test_a_login_that_may_not_create_schemas_is_refused_in_one_line(env, golden_
 
 
 def test_an_override_recorded_after_the_last_build_is_noted_and_counts_on_the_proposed_side_only(
-    env, golden_nightly, tmp_path, capsys
+    env, golden, tmp_path, capsys
 ):
     """Last in this module: it adds a control row to the golden warehouse."""
     with scoped_env(env):
@@ -547,7 +555,7 @@ def test_an_override_recorded_after_the_last_build_is_noted_and_counts_on_the_pr
             == 0
         )
     capsys.readouterr()
-    rules = str(golden_nightly["golden"] / "program_rules.yml")
+    rules = str(golden["golden"] / "program_rules.yml")
     assert (
         simulate(env, "--rules", rules, "--from", WINDOW[0], "--to", WINDOW[1], "--out", str(tmp_path)) == 0
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from dagster import AssetCheckKey, AssetExecutionContext, Failure
+from dagster import AssetCheckKey, AssetExecutionContext, Failure, MaterializeResult
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from psycopg import sql
 
@@ -92,9 +92,10 @@ def dbt_ledger_views(context: AssetExecutionContext, dbt: DbtCliResource, pipeli
     views = [k.path[-1] for k in context.selected_asset_keys]
     stamp = _views_stamp()
     if views and not context.selected_asset_check_keys and _views_current(pipeline.url, views, stamp):
-        context.log.info(
-            f"ledger views {', '.join(views)} are current (dbt project {stamp[:12]}); not rebuilt"
-        )
+        # Materialized all the same (not rebuilt): each view shows this run's ledger, and what reads it after
+        # the payout step (the report) runs on it.
+        for key in context.selected_asset_keys:
+            yield MaterializeResult(asset_key=key, metadata={"rebuilt": False, "definition": stamp})
         return
     yield from _build(context, dbt, pipeline)
     if views:
