@@ -310,6 +310,21 @@ def _grouped_bars(ax, labels: list[str], series: dict[str, list[float]], width_t
     ax.set_xticks(range(len(labels)), labels)
 
 
+# Per-partner charts draw at most this many partners (a chart of a hundred partners is neither readable nor
+# cheap to draw); the tables under them list every partner.
+CHART_PARTNERS = 10
+
+
+def _top_partners(revenue: dict[str, Decimal]) -> list[str]:
+    """The CHART_PARTNERS partners with the most revenue (ties: partner id), in partner id order."""
+    ranked = sorted(revenue, key=lambda p: (-revenue[p], p))
+    return sorted(ranked[:CHART_PARTNERS])
+
+
+def _of_top(title: str, shown: int, total: int) -> str:
+    return title if shown == total else f"{title} (top {shown} of {total} partners by attributed revenue)"
+
+
 def chart_performance(plt, data: ReportData):
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
     rows = data.performance
@@ -332,10 +347,17 @@ def chart_performance(plt, data: ReportData):
     axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title("Funnel per month (all partners)")
     axes[0].legend(fontsize=8)
-    partners = sorted({r["partner_id"] for r in rows})
+    revenue: dict[str, Decimal] = defaultdict(Decimal)
+    for r in rows:
+        revenue[r["partner_id"]] += r["attributed_revenue"] or 0
+    partners = _top_partners(revenue)
     for ax, col, title in (
-        (axes[1], "conversion_rate", "Conversion rate per partner"),
-        (axes[2], "average_days_to_close", "Average days to close per partner"),
+        (axes[1], "conversion_rate", _of_top("Conversion rate per partner", len(partners), len(revenue))),
+        (
+            axes[2],
+            "average_days_to_close",
+            _of_top("Average days to close per partner", len(partners), len(revenue)),
+        ),
     ):
         drawn = False
         for p in partners:
@@ -366,14 +388,17 @@ def _attribution_series(data: ReportData) -> tuple[list[str], dict[str, dict[str
 def chart_attribution(plt, data: ReportData):
     fig, ax = plt.subplots(figsize=(13, 4.5), layout="constrained")
     models, by_model = _attribution_series(data)
-    partners = sorted({p for revenue in by_model.values() for p in revenue})
-    if not partners:
+    every = {p for revenue in by_model.values() for p in revenue}
+    if not every:
         _empty(ax, "no won deal")
         return fig
+    # ranked by the payout model's revenue (the first model present when there is none)
+    ranking = by_model.get("payout") or by_model[models[0]]
+    partners = _top_partners({p: ranking.get(p, Decimal(0)) for p in every})
     series = {m: [_num(by_model[m].get(p, 0)) for p in partners] for m in models}
     _grouped_bars(ax, partners, series, width_total=0.85)
     ax.yaxis.set_major_formatter(MONEY_AXIS)
-    title = "Attributed revenue per partner and model"
+    title = _of_top("Attributed revenue per partner and model", len(partners), len(every))
     if data.data_driven is None:
         title += " (rule-based models; the data-driven fit is not available)"
     ax.set_title(f"{title}, {data.program_currency}".rstrip(", "))

@@ -212,3 +212,55 @@ def test_the_report_asset_runs_after_the_marts_payouts_and_data_driven_fit():
         ["marts", "fct_attribution_data_driven"],
     ):
         assert AssetKey(key) in parents, key
+
+
+def test_per_partner_charts_draw_the_ten_partners_with_the_most_revenue_and_say_so():
+    import datetime as dt
+    from decimal import Decimal
+
+    import matplotlib
+
+    from referral_pipeline.report import CHART_FUNCS, RC_PARAMS, ReportData, _pyplot
+
+    partners = [f"P-{i:02d}" for i in range(25)]  # P-24 earns the most, P-00 the least
+    revenue = {p: Decimal(1000 + 10 * i) for i, p in enumerate(partners)}
+    attribution = [
+        {"partner_id": p, "model": m, "deals": 1, "attributed_revenue": revenue[p]}
+        for p in partners
+        for m in ("payout", "linear")
+    ]
+    performance = [
+        {
+            "partner_id": p,
+            "month": dt.date(2025, 1, 1),
+            "referrals_submitted": 1,
+            "quality_leads": 1,
+            "qualified_opportunities": 1,
+            "deals_won": 1,
+            "conversion_rate": Decimal("0.5"),
+            "average_days_to_close": Decimal(10),
+            "attributed_revenue": revenue[p],
+        }
+        for p in partners
+    ]
+    data = ReportData(
+        as_of=None,
+        period=None,
+        program_currency="USD",
+        partners={p: p for p in partners},
+        performance=performance,
+        attribution=attribution,
+        data_driven=[],
+    )
+    plt = _pyplot()
+    with matplotlib.rc_context(RC_PARAMS):
+        fig = CHART_FUNCS["attribution"](plt, data)
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == [f"P-{i}" for i in range(15, 25)]
+        assert len(ax.patches) == 10 * 2
+        assert "(top 10 of 25 partners by attributed revenue)" in ax.get_title()
+        plt.close(fig)
+        fig = CHART_FUNCS["performance"](plt, data)
+        assert {line.get_label() for line in fig.axes[1].lines} == {f"P-{i}" for i in range(15, 25)}
+        assert "(top 10 of 25 partners" in fig.axes[2].get_title()
+        plt.close(fig)
