@@ -118,9 +118,10 @@ def load_days(url: str, landing, first: dt.date, last: dt.date, *, key: str = "t
         day += dt.timedelta(days=1)
 
 
-def dbt_build(url: str, work, run_date: dt.date, *, unit_tests: bool = False):
-    """`dbt build` of the whole project as the nightly run does it, with private target and log folders.
-    Returns the completed process (check `returncode`; stdout holds dbt's log)."""
+def dbt_build(url: str, work, run_date: dt.date, *, unit_tests: bool = False, full_refresh: bool = False):
+    """`dbt build` of the whole project as the nightly run does it (with `full_refresh`, every model rebuilt from
+    scratch, incremental ones included), with private target and log folders. Returns the completed process
+    (check `returncode`; stdout holds dbt's log)."""
     import os
     import subprocess
     import sys
@@ -135,7 +136,11 @@ def dbt_build(url: str, work, run_date: dt.date, *, unit_tests: bool = False):
         "DBT_TARGET_PATH": str(Path(work) / "dbt_target"),
         "DBT_LOG_PATH": str(Path(work) / "dbt_logs"),
     }
-    args = [*build_args(unit_tests=unit_tests), "--project-dir", str(DBT_PROJECT_DIR)]
+    args = [
+        *build_args(unit_tests=unit_tests, full_refresh=full_refresh),
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+    ]
     args += ["--profiles-dir", str(DBT_PROJECT_DIR)]
     dbt = Path(sys.executable).with_name("dbt")
     return subprocess.run([str(dbt), *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from golden import pipeline_env
+from golden import dbt_build, pipeline_env
 
 START, END = dt.date(2025, 1, 1), dt.date(2025, 1, 8)
 SKIP_COLUMNS = {
@@ -53,24 +53,6 @@ def snapshot(url: str, schemas=("raw", "marts", "payouts")) -> dict[str, list[tu
             rows = conn.execute(f'select {select} from {schema}."{table}"').fetchall()
             out[f"{schema}.{table}"] = sorted(rows, key=repr)
     return out
-
-
-def full_refresh(url: str, run_date: dt.date) -> None:
-    """`dbt build --full-refresh` of the whole project as of `run_date`, as a data engineer would run it."""
-    from orchestration.dbt_project import dbt_executable, dbt_run_env
-    from referral_pipeline.config import DBT_PROJECT_DIR, Settings
-    from referral_pipeline.dbt_cli import build_args, dbt_env
-
-    target = Settings.from_env().dbt_target_dir
-    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    proc = subprocess.run(
-        [dbt_executable(), *build_args(full_refresh=True), *project],
-        cwd=target,
-        env={**os.environ, **dbt_env(url, run_date), **dbt_run_env(target)},
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 def view_oids(url: str) -> dict[str, int]:
@@ -121,7 +103,8 @@ def test_daily_runs_backfill_and_rerun_give_the_same_marts(golden_dir, new_datab
         assert snapshot(daily_url) == daily
         # the views over the ledger were created once and survive the nightly's rebuild of what they read
         assert view_oids(daily_url) == views and len(views) == 2
-        full_refresh(daily_url, END)  # every model rebuilt from scratch, incremental ones included
+        rebuilt = dbt_build(daily_url, tmp_path / "full-refresh", END, full_refresh=True)
+        assert rebuilt.returncode == 0, rebuilt.stdout[-3000:]
         assert snapshot(daily_url) == daily
         assert_audit_catches_what_the_nightly_leaves_out(daily_url)
 

@@ -128,12 +128,8 @@ def _stamp_views(url: str, views: list[str], stamp: str) -> None:
 
 def payout_input_models() -> frozenset[str]:
     """The dbt models the payout step reads (the relations of payout_exports.ledger.Inputs)."""
-    inputs = Inputs()
-    return frozenset(
-        getattr(inputs, f.name).split(".")[-1]
-        for f in dataclasses.fields(inputs)
-        if isinstance(getattr(inputs, f.name), str) and "." in getattr(inputs, f.name)
-    )
+    relations = [getattr(Inputs(), f.name) for f in dataclasses.fields(Inputs)]
+    return frozenset(r.split(".")[-1] for r in relations if isinstance(r, str) and "." in r)
 
 
 def blocks_publishing(test: Mapping[str, Any], payout_inputs: frozenset[str]) -> bool:
@@ -142,11 +138,10 @@ def blocks_publishing(test: Mapping[str, Any], payout_inputs: frozenset[str]) ->
     credits summing to one, an fx rate for every deal) but those over the ledger views, which read what the
     payout step writes. Every other test (not_null, unique, accepted values and relationships over all history
     of the other models) runs in the data_audit job."""
-    parents = [n.split(".")[-1] for n in test.get("depends_on", {}).get("nodes", [])]
     if test.get("test_metadata"):  # a generic test, on the model it is attached to
-        attached = (test.get("attached_node") or "").split(".")[-1]
-        return attached in payout_inputs
-    return not any(p in LEDGER_VIEWS.split() for p in parents)
+        return (test.get("attached_node") or "").split(".")[-1] in payout_inputs
+    parents = {n.split(".")[-1] for n in test.get("depends_on", {}).get("nodes", [])}
+    return not parents & set(LEDGER_VIEWS.split())
 
 
 @cache
