@@ -42,9 +42,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
+
 from .entities import ENTITIES, ENTITIES_BY_PATH
 
-SCALES = {"small": 1, "medium": 10, "large": 100}
+SCALES = {"small": 1, "medium": 10, "large": 100, "xlarge": 1000}  # xlarge: use the volume mode
 
 FREE_MAIL = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "proton.me")
 FIRST = ("ana", "ben", "carla", "dev", "emma", "farid", "gina", "hugo", "ivan", "jon", "lena", "marco", "nia")
@@ -148,11 +150,16 @@ class _Deal:
 
 
 class _Generator:
-    def __init__(self, start: date, days: int, scale: str, seed: int) -> None:
+    def __init__(
+        self, start: date, days: int, scale: str, seed: int, clicks_per_day: int | None = None
+    ) -> None:
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
         if days < 1:
             raise ValueError(f"days must be >= 1, got {days}")
+        if clicks_per_day is not None and clicks_per_day < 1:
+            raise ValueError(f"clicks_per_day must be >= 1, got {clicks_per_day}")
+        self.clicks_per_day = clicks_per_day
         self.f = SCALES[scale]
         self.days = days
         self.start = start
@@ -639,7 +646,8 @@ class _Generator:
         # Browsing traffic on partner links: most visitors convert, mostly at an account's domain.
         prospects = [self.new_domain()[0] for _ in range(max(5, round(40 * f * days / 60)))]
         contacts = [c.email for a in journeys for c in a.contacts]
-        for day in range(days):
+        self.prospects, self.contacts = prospects, contacts
+        for day in range(days if self.clicks_per_day is None else 0):  # volume mode: `_Traffic` writes it
             for _ in range(8 * f):
                 t = self.t0 + timedelta(days=day, seconds=rng.randrange(86400))
                 link = self.pick_link(self.pick_partner(), t)
@@ -975,7 +983,18 @@ class _Generator:
     def write(self, out: Path, log: Callable[[str], None]) -> dict:
         rows_per_entity: dict[str, int] = defaultdict(int)
         rejects, files, duplicates = [], 0, 0
+        volume = _Traffic(self, self.clicks_per_day, log) if self.clicks_per_day is not None else None
+        if volume is not None:  # the browsing entities, day by day, merged with the simulation's rows
+            for path, rows, dups, found in volume.write(out):
+                rows_per_entity[path] += rows
+                duplicates += dups
+                rejects += found
         for ent in ENTITIES:
+            if volume is not None and ent.path in _Traffic.PATHS:
+                keys = list((out / ent.path).glob("dt=*"))
+                files += len(list((out / ent.path).glob("dt=*/*")))
+                log(f"  {ent.path:<24} {rows_per_entity[ent.path]:>8} rows in {len(keys)} partitions")
+                continue
             keys = sorted(k for k in self.parts if k[0] == ent.path)
             for key in keys:
                 rows = sorted(self.parts[key], key=lambda r: (r.when, r.seq))
@@ -994,18 +1013,24 @@ class _Generator:
             "rejects": sorted(rejects, key=lambda r: (r["file"], r["line"])),
         }
 
-    def write_partition(self, out: Path, path: str, day: date, rows: list[_Row]):
-        """Write one partition (one or two files); yields (relative file, line number, row) for every row."""
+    def partition_style(self, path: str, day: date, rows: int) -> tuple[bool, bool, list[str], bool]:
+        """How a partition's export looks: gzipped, split over two files, its column order (CSV columns are
+        sometimes shuffled), an extra column. A pure function of the seed, the entity and the day."""
         ent = ENTITIES_BY_PATH[path]
         rng = random.Random(f"{self.seed}:{path}:{day}")
         gz = rng.random() < 0.15
-        chunks = [rows]
-        if len(rows) >= 4 and rng.random() < 0.1:
-            chunks = [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
+        split = rows >= 4 and rng.random() < 0.1
         columns = [c.name for c in ent.columns]
         if ent.format == "csv" and rng.random() < 0.12:
             rng.shuffle(columns)
         extra = rng.random() < 0.06
+        return gz, split, columns, extra
+
+    def write_partition(self, out: Path, path: str, day: date, rows: list[_Row]):
+        """Write one partition (one or two files); yields (relative file, line number, row) for every row."""
+        ent = ENTITIES_BY_PATH[path]
+        gz, split, columns, extra = self.partition_style(path, day, len(rows))
+        chunks = [rows[: len(rows) // 2], rows[len(rows) // 2 :]] if split else [rows]
         folder = out / path / f"dt={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
         for n, chunk in enumerate(chunks):
@@ -1027,13 +1052,374 @@ class _Generator:
                     if row.raw is not None:
                         buf.write(row.raw + "\n")
                     else:
-                        obj = {c: row.values[c] for c in columns if row.values.get(c) is not None}
-                        if extra:
-                            obj["_exported_by"] = "links-api"
-                        buf.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                        buf.write(_json_line(row.values, columns, extra) + "\n")
                     yield f"{path}/dt={day.isoformat()}/{name}", line, row
-            data = buf.getvalue().encode()
-            (folder / name).write_bytes(gzip.compress(data, mtime=0) if gz else data)
+            _write_file(folder / name, buf.getvalue(), gz)
+
+
+def _json_line(values: dict, columns: list[str], extra: bool) -> str:
+    obj = {c: values[c] for c in columns if values.get(c) is not None}
+    if extra:
+        obj["_exported_by"] = "links-api"
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _csv_line(values: dict, columns: list[str], extra: bool) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(
+        [values.get(c) or "" for c in columns] + [EXTRA_COLUMN[1]] * extra
+    )
+    return buf.getvalue()[:-1]
+
+
+def _write_file(path: Path, text: str, gz: bool, level: int = 9) -> None:
+    data = text.encode()
+    path.write_bytes(gzip.compress(data, compresslevel=level, mtime=0) if gz else data)
+
+
+# ---- volume mode ----------------------------------------------------------------------------------------------
+
+CLICKS_PER_VISITOR = (1, 1, 2, 3, 4, 5, 6)  # a browsing visitor's clicks, drawn from this deck
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _stamps(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """Timestamps as exports write them (like `_Generator.ts`), column-wise: 80% with `Z`, 10% in another
+    offset, 10% without one. `t`: epoch seconds."""
+    n = len(t)
+    r = rng.random(n)
+    offset = np.array([int(o.utcoffset(None).total_seconds()) for o in OFFSETS])[
+        rng.integers(0, len(OFFSETS), n)
+    ]
+    local = np.where((r >= 0.8) & (r < 0.9), t + offset, t)
+    text = np.datetime_as_string(local.astype("datetime64[s]"), unit="s").tolist()
+    suffix = {
+        o: f"{'+' if o >= 0 else '-'}{abs(o) // 3600:02d}:{abs(o) % 3600 // 60:02d}"
+        for o in set(offset.tolist())
+    }
+    return np.array(
+        [
+            s + "Z" if x < 0.8 else s + suffix[o] if x < 0.9 else s
+            for s, x, o in zip(text, r.tolist(), offset.tolist(), strict=True)
+        ],
+        dtype=object,
+    )
+
+
+def _styled_emails(rng: np.random.Generator, emails: list[str]) -> np.ndarray:
+    """Emails as exports write them (like `_Generator.email`): some in capitals, capitalised, or in spaces."""
+    r = rng.random(len(emails)).tolist()
+    return np.array(
+        [
+            e.upper() if x < 0.04 else e[0].upper() + e[1:] if x < 0.07 else f" {e} " if x < 0.09 else e
+            for e, x in zip(emails, r, strict=True)
+        ],
+        dtype=object,
+    )
+
+
+def _pick(rng: np.random.Generator, options: tuple, n: int) -> np.ndarray:
+    return np.array(options, dtype=object)[rng.integers(0, len(options), n)]
+
+
+class _Traffic:
+    """Volume mode: the browsing traffic on partner links (visitors, their clicks and conversions) and the
+    marketing activities without a partner code, column-wise with numpy, day by day, merged into the
+    partitions of the simulation's own rows of those entities (journeys, spam bursts, dirt).
+
+    The mix is the per-row generator's (`_Generator.simulate`, browsing traffic): a visitor clicks 1, 1, 2, 3,
+    4, 5 or 6 times on one link of a partner chosen by its archetype's weight, 0.05 to 30 hours apart, from one
+    IP address (9 in 10) and country; one activity without a partner code for every four visitors, half of them
+    by a journey's contact. What changes with the volume is who converts: the converting visitors stay those of
+    the scale (0.7 x 8 per scale unit a day; their emails: 12 in 70 a journey's contact, 43 at a prospect's
+    domain, 15 free mail, and 1 in 20 converts again later), the rest of the traffic is anonymous browsing.
+    Event rows are re-delivered at the per-row generator's shares (clicks 0.6%, conversions and activities 1%),
+    half in the same partition and half in the next day's."""
+
+    PATHS = ("links/clicks", "links/conversions", "marketing/activities")
+    DUPLICATES = {"links/clicks": 0.006, "links/conversions": 0.01, "marketing/activities": 0.01}
+
+    def __init__(self, g: _Generator, clicks_per_day: int, log: Callable[[str], None]) -> None:
+        self.g, self.log = g, log
+        self.visitors = max(1, round(clicks_per_day * len(CLICKS_PER_VISITOR) / sum(CLICKS_PER_VISITOR)))
+        self.converting = 0.7 * min(1.0, 8 * g.f / self.visitors)
+        self.activities = round(self.visitors / 4)
+        self.seed = [abs(g.seed), int(g.seed < 0)]
+        self.t0 = int((g.t0 - _EPOCH).total_seconds())
+        partners = g.partner_list
+        self.cum_weights = np.cumsum([p.weight for p in partners])
+        width = max(len(p.links) for p in partners)
+        self.link_created = np.full((len(partners), width), np.iinfo(np.int64).max, dtype=np.int64)
+        self.link_no = np.zeros((len(partners), width), dtype=np.int64)
+        self.codes: list[str] = []
+        for i, p in enumerate(partners):
+            for j, link in enumerate(sorted(p.links, key=lambda k: k.created)):
+                self.link_created[i, j] = int((link.created - _EPOCH).total_seconds())
+                self.link_no[i, j] = len(self.codes)
+                self.codes.append(link.code)
+        self.codes_array = np.array(self.codes, dtype=object)
+        self.prospects = np.array(g.prospects, dtype=object)
+        self.contacts = np.array(g.contacts, dtype=object)
+        # The next identifier of each kind, after the simulation's own.
+        self.next = {prefix: next(g.ids[prefix]) for prefix in ("clk-", "v-", "cv-", "ACT-")}
+        # Rows waiting for the partition of a later day: path -> day -> [(times, columns, order)].
+        self.pending: dict[str, dict[int, list]] = {p: defaultdict(list) for p in self.PATHS}
+
+    def rng(self, day: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([*self.seed, day, stream])
+
+    def ids(self, prefix: str, width: int, n: int) -> np.ndarray:
+        first = self.next[prefix]
+        self.next[prefix] += n
+        return np.array([f"{prefix}{i:0{width}d}" for i in range(first, first + n)], dtype=object)
+
+    def hold(self, path: str, t: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        """Queue rows for the partitions of their UTC days; rows at or after the window's end are not written."""
+        day = (t - self.t0) // 86400
+        keep = day < self.g.days
+        t, day = t[keep], day[keep]
+        columns = {c: v[keep] for c, v in columns.items()}
+        for d in np.unique(day).tolist():
+            sel = day == d
+            self.pending[path][d].append((t[sel], {c: v[sel] for c, v in columns.items()}))
+
+    def simulate_day(self, day: int) -> None:
+        rng = self.rng(day, 1)
+        fmt = self.rng(day, 2)
+        n = self.visitors
+        start = self.t0 + 86400 * day
+        first = start + rng.integers(0, 86400, n)
+        partner = np.minimum(
+            np.searchsorted(self.cum_weights, rng.random(n) * self.cum_weights[-1], side="right"),
+            len(self.cum_weights) - 1,
+        )
+        usable = np.maximum((self.link_created[partner] <= first[:, None]).sum(axis=1), 1)
+        link = self.link_no[partner, (rng.random(n) * usable).astype(np.int64)]
+        clicks = np.array(CLICKS_PER_VISITOR)[rng.integers(0, len(CLICKS_PER_VISITOR), n)]
+        has_ip = rng.random(n) < 0.9
+        octets = rng.integers(1, 255, (n, 4)).tolist()
+        ip = np.array(
+            [
+                f"{a}.{b}.{c}.{d}" if h else None
+                for (a, b, c, d), h in zip(octets, has_ip.tolist(), strict=True)
+            ],
+            dtype=object,
+        )
+        country = _pick(rng, COUNTRIES, n)
+        converts = rng.random(n)
+        visitor = self.ids("v-", 7, n)
+
+        # Clicks: the visitor's first click at `first`, each next one 0.05 to 30 hours after the previous.
+        of = np.repeat(np.arange(n), clicks)
+        total = len(of)
+        starts = np.cumsum(clicks) - clicks
+        gap = (3600 * rng.uniform(0.05, 30, total)).astype(np.int64)
+        gap[starts] = 0
+        run = np.cumsum(gap)
+        t = first[of] + run - run[starts][of]
+        self.hold(
+            "links/clicks",
+            t,
+            {
+                "click_id": self.ids("clk-", 8, total),
+                "link_code": self.codes_array[link[of]],
+                "clicked_at": _stamps(fmt, t),
+                "visitor_id": visitor[of],
+                "ip_address": ip[of],
+                "user_agent": _pick(rng, AGENTS, total),
+                "country": country[of],
+                "referer_url": _pick(rng, REFERERS, total),
+            },
+        )
+
+        # Conversions of the converting visitors, some hours after their last click.
+        conv = np.flatnonzero(converts < self.converting)
+        last = t[starts + clicks - 1][conv]
+        kind = converts[conv] / self.converting * 0.7
+        m = len(conv)
+        first_names, last_names = _pick(rng, FIRST, m).tolist(), _pick(rng, LAST, m).tolist()
+        prospect, free = _pick(rng, tuple(self.prospects), m).tolist(), _pick(rng, FREE_MAIL, m).tolist()
+        contact = self.contacts[rng.integers(0, len(self.contacts), m)].tolist()
+        number_prospect, number_free = rng.integers(0, 20, m).tolist(), rng.integers(0, 100, m).tolist()
+        emails = [
+            c if k < 0.12 else f"{a}.{b}{np_}@{d}" if k < 0.55 else f"{a}{b}{nf}@{fm}"
+            for k, c, a, b, d, fm, np_, nf in zip(
+                kind.tolist(),
+                contact,
+                first_names,
+                last_names,
+                prospect,
+                free,
+                number_prospect,
+                number_free,
+                strict=True,
+            )
+        ]
+        cv = last + (3600 * rng.uniform(0.2, 48, m)).astype(np.int64)
+        again = np.flatnonzero(
+            rng.random(m) < 0.05
+        )  # a second conversion later: the earliest names the visitor
+        cv2 = cv[again] + (3600 * rng.uniform(24, 200, len(again))).astype(np.int64)
+        emails += [
+            f"{a}{b}9@{fm}"
+            for a, b, fm in zip(
+                _pick(rng, FIRST, len(again)).tolist(),
+                _pick(rng, LAST, len(again)).tolist(),
+                _pick(rng, FREE_MAIL, len(again)).tolist(),
+                strict=True,
+            )
+        ]
+        t_cv = np.concatenate([cv, cv2])
+        self.hold(
+            "links/conversions",
+            t_cv,
+            {
+                "conversion_id": self.ids("cv-", 7, len(t_cv)),
+                "visitor_id": np.concatenate([visitor[conv], visitor[conv][again]]),
+                "email": _styled_emails(fmt, emails),
+                "event": _pick(rng, ("signup", "lead", "lead"), len(t_cv)),
+                "converted_at": _stamps(fmt, t_cv),
+            },
+        )
+
+        # Marketing activities without a partner code (like `_Generator.activity` without a code).
+        a = self.activities
+        t_act = start + rng.integers(0, 86400, a)
+        by_contact = rng.random(a) < 0.5
+        person = [
+            f"{x}.{y}1@{d}"
+            for x, y, d in zip(
+                _pick(rng, FIRST, a).tolist(),
+                _pick(rng, LAST, a).tolist(),
+                _pick(rng, tuple(self.prospects), a).tolist(),
+                strict=True,
+            )
+        ]
+        contact = self.contacts[rng.integers(0, len(self.contacts), a)].tolist()
+        emails = [c if b else q for c, q, b in zip(contact, person, by_contact.tolist(), strict=True)]
+        page = _pick(rng, ("pricing", "demo", "webinar", "blog/partners", ""), a)
+        channel = rng.integers(0, 5, a)
+        source = np.array(["google", "linkedin", "newsletter", None, "bing"], dtype=object)[channel]
+        medium = np.array(["cpc", "social", "email", None, "cpc"], dtype=object)[channel]
+        content = np.where((medium == "cpc") & (rng.random(a) < 0.1), "ad-variant-b", None).astype(object)
+        url = np.array(
+            [
+                f"https://www.example.com/{p}" + (f"?utm_source={s}" if s else "")
+                for p, s in zip(page.tolist(), source.tolist(), strict=True)
+            ],
+            dtype=object,
+        )
+        self.hold(
+            "marketing/activities",
+            t_act,
+            {
+                "activity_id": self.ids("ACT-", 7, a),
+                "email": _styled_emails(fmt, emails),
+                "activity_type": _pick(
+                    rng, ("form_fill", "email_click", "webinar_attended", "content_download"), a
+                ),
+                "occurred_at": _stamps(fmt, t_act),
+                "utm_source": source,
+                "utm_medium": medium,
+                "utm_campaign": _pick(rng, (None, "q1", "brand"), a),
+                "utm_content": content,
+                "landing_url": url,
+            },
+        )
+
+    def write(self, out: Path):
+        """Write every partition of the browsing entities; yields (path, rows, duplicate rows, rejects) for each
+        partition written."""
+        g = self.g
+        redelivered: dict[str, dict[int, list]] = {p: defaultdict(list) for p in self.PATHS}
+        written = 0
+        for day in range(g.days):
+            self.simulate_day(day)
+            for path in self.PATHS:
+                ent = ENTITIES_BY_PATH[path]
+                chunks = self.pending[path].pop(day, [])
+                t = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, dtype=np.int64)
+                n = len(t)
+                order = np.argsort(t, kind="stable")
+                t = t[order]
+                cols = (
+                    {c: np.concatenate([ch[1][c] for ch in chunks])[order] for c in chunks[0][1]}
+                    if chunks
+                    else {}
+                )
+                when = g.start + timedelta(days=day)
+                world = g.parts.get((path, when), [])
+                late = redelivered[path].pop(day, [])  # re-delivered from the day before: (values, index)
+                # Re-deliveries: half again in this partition, half in the next day's (at its first second).
+                share = self.DUPLICATES[path]
+                again = self.rng(day, 3 + self.PATHS.index(path)).choice(n, round(n * share), replace=False)
+                again = again.tolist() if n else []
+                moved = again[1::2] if day + 1 < g.days else []
+                here = again[::2] if moved else again
+                total = len(world) + n + len(here) + len(late)
+                if total == 0:
+                    continue
+                gz, split, columns, extra = g.partition_style(path, when, total)
+                line = _json_line if ent.format == "jsonl" else _csv_line
+                lines = self.lines(ent, cols, columns, extra, n)
+                entries = [
+                    (x, 1, i, 0, s, None) for i, (x, s) in enumerate(zip(t.tolist(), lines, strict=True))
+                ]
+                entries += [(entries[i][0], 1, i, 1, lines[i], None) for i in here]
+                midnight = self.t0 + 86400 * day
+                entries += [(midnight, 2, i, 0, line(values, columns, extra), None) for values, i in late]
+                for i in moved:
+                    redelivered[path][day + 1].append(({c: v[i] for c, v in cols.items()}, i))
+                for row in world:
+                    text = row.raw if row.raw is not None else line(row.values, columns, extra)
+                    entries.append(((row.when - _EPOCH).total_seconds(), 0, row.seq, 0, text, row))
+                entries.sort(key=lambda e: e[:4])
+                rejects = self.write_partition(out, ent, when, entries, gz, split, columns, extra)
+                dups = len(here) + len(late) + sum(r.duplicate for r in world)
+                written += n
+                yield path, len(entries), dups, rejects
+            if (day + 1) % 30 == 0 or day + 1 == g.days:
+                self.log(f"  volume mode: day {day + 1}/{g.days}, {written} browsing rows written")
+
+    @staticmethod
+    def lines(ent, cols: dict[str, np.ndarray], columns: list[str], extra: bool, n: int) -> list[str]:
+        """The rows' lines in the partition's column order, as `_json_line` and `_csv_line` write them (no value
+        of this traffic needs quoting or escaping)."""
+        if not n:
+            return []
+        if ent.format == "jsonl":  # the first column is required: every other member follows a ", "
+            parts = [[f'{{"{columns[0]}": "{v}"' for v in cols[columns[0]].tolist()]]
+            parts += [
+                [f', "{c}": "{v}"' if v is not None else "" for v in cols[c].tolist()] for c in columns[1:]
+            ]
+            parts.append([', "_exported_by": "links-api"}' if extra else "}"] * n)
+            return ["".join(row) for row in zip(*parts, strict=True)]
+        parts = [[v or "" for v in cols[c].tolist()] for c in columns]
+        if extra:
+            parts.append([EXTRA_COLUMN[1]] * n)
+        return [",".join(row) for row in zip(*parts, strict=True)]
+
+    def write_partition(self, out, ent, day, entries, gz, split, columns, extra) -> list[dict]:
+        folder = out / ent.path / f"dt={day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        half = len(entries) // 2
+        chunks = [entries[:half], entries[half:]] if split else [entries]
+        rejects = []
+        for n, chunk in enumerate(chunks):
+            name = f"{ent.name}-part-{n:04d}.{ent.format}" + (".gz" if gz else "")
+            head = [",".join(columns + [EXTRA_COLUMN[0]] * extra)] if ent.format == "csv" else []
+            first = 1 + len(head)
+            for i, e in enumerate(chunk):
+                if e[5] is not None and e[5].reject:
+                    rejects.append(
+                        {
+                            "file": f"{ent.path}/dt={day.isoformat()}/{name}",
+                            "line": first + i,
+                            "reason": e[5].reject,
+                        }
+                    )
+            _write_file(folder / name, "\n".join(head + [e[4] for e in chunk]) + "\n", gz, level=1)
+        return rejects
 
 
 def generate(
@@ -1044,10 +1430,16 @@ def generate(
     scale: str = "small",
     seed: int = 7,
     log: Callable[[str], None] = print,
+    clicks_per_day: int | None = None,
 ) -> dict:
     """Write `days` days of sample exports from `start` into `out_dir`, in the landing layout.
 
     The layout is described in docs/rules.md, Inputs.
+
+    `clicks_per_day` selects the volume mode: the browsing traffic on partner links (and the marketing
+    activities without a partner code, one for every four visitors) is written column-wise at about that many
+    clicks a day instead of the scale's own (about 25 a day per scale unit), everything else follows `scale`;
+    see `_Traffic`. Without it the output is the per-row generator's, unchanged.
 
     Returns a summary: files written, rows per entity, duplicate event rows, and the rows the loader must
     reject (`rejects`: file relative to `out_dir`, line number, reason). Refuses to write into a landing
@@ -1057,8 +1449,11 @@ def generate(
         folder = out / ent.path
         if folder.is_dir() and any(folder.iterdir()):
             raise FileExistsError(f"{folder} already holds exports; generate into an empty folder")
-    g = _Generator(start, days, scale, seed)
-    log(f"generating {days} days of sample exports from {start} (scale {scale}, seed {seed}) into {out}")
+    g = _Generator(start, days, scale, seed, clicks_per_day)
+    volume = "" if clicks_per_day is None else f", volume mode: {clicks_per_day} clicks a day"
+    log(
+        f"generating {days} days of sample exports from {start} (scale {scale}, seed {seed}{volume}) into {out}"
+    )
     g.simulate()
     g.dirt()
     summary = g.write(out, log)
@@ -1066,3 +1461,54 @@ def generate(
         f"wrote {summary['files']} files, {sum(summary['rows'].values())} rows, {summary['dirty_rows']} to be rejected"
     )
     return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m referral_pipeline.generate`: the generator with its volume mode (see `generate`)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="python -m referral_pipeline.generate",
+        description="Write realistic, seeded sample exports in the landing layout (the generator of "
+        "`referral-pipeline generate`, with its volume mode).",
+        epilog="Volume mode: --clicks-per-day N writes the browsing traffic on partner links (visitors, their "
+        "clicks and conversions) and the marketing activities without a partner code column-wise at about N "
+        "clicks a day; partners, accounts, journeys, referrals, deals and the dirt follow --scale. One year at "
+        "about 30,000 touchpoints a day: --scale large --days 365 --clicks-per-day 30000. Ten times the large "
+        "volume: --scale xlarge --clicks-per-day 25000.",
+    )
+    ap.add_argument("--out", required=True, metavar="DIR", help="landing root to write into (empty)")
+    ap.add_argument("--start", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD", help="first day")
+    ap.add_argument("--days", type=int, required=True, metavar="N", help="number of days (at least 1)")
+    ap.add_argument(
+        "--scale",
+        default="small",
+        choices=list(SCALES),
+        help="size of the simulated program: partners, accounts, journeys, deals (xlarge = 10 x large)",
+    )
+    ap.add_argument("--seed", type=int, default=7, help="random seed: the same seed writes the same files")
+    ap.add_argument(
+        "--clicks-per-day",
+        type=int,
+        default=None,
+        metavar="N",
+        help="volume mode: about N link clicks a day of browsing traffic, written column-wise (fast)",
+    )
+    args = ap.parse_args(argv)
+    try:
+        generate(
+            args.out,
+            args.start,
+            args.days,
+            scale=args.scale,
+            seed=args.seed,
+            clicks_per_day=args.clicks_per_day,
+        )
+    except (ValueError, FileExistsError) as e:
+        print(f"error: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
