@@ -2,8 +2,10 @@
 
     python scripts/benchmark.py ingest [--rows 1000000] [--rounds 3] [--server URL]
     python scripts/benchmark.py pipeline [--scale medium] [--days 30] [--server URL]
-    python scripts/benchmark.py nightly [--scale large] [--days 30] [--server URL]
-    python scripts/benchmark.py growth [--scale medium] [--days 360] [--server URL]
+    python scripts/benchmark.py nightly [--scale large] [--days 30] [--clicks-per-day N] [--server URL]
+    python scripts/benchmark.py growth [--scale medium] [--days 360] [--clicks-per-day N] [--server URL]
+    python scripts/benchmark.py scale [--scale large] [--days 365] [--clicks-per-day 30000] [--landing DIR]
+        [--server URL]
 
 `ingest`: for a CSV entity (marketing/activities) and a JSONL entity (links/clicks), writes one landing file
 of --rows synthetic rows (valid except about 0.1% that the loader rejects, shaped like the exports of
@@ -27,6 +29,18 @@ slowest five statements.
 to the day before the last, times the last day's nightly; prints both against their replayed SQL, the ratio of
 the SQL (same daily volume: the generator's days are alike) and the slowest five statements of the late one.
 
+`scale`: one year of history at about 30,000 touchpoints a day (the generator's volume mode, --clicks-per-day;
+generated into --landing and kept there, or reused from it), backfilled into the fresh database in one run (a
+progress line per step and every minute), then the next day's nightly in a process of its own, as
+`referral-pipeline nightly` runs: its wall time against its SQL replayed alone, the slowest five models with
+their share of the nightly, and its peak RSS (the run's process tree sampled with psutil, and getrusage of the
+run's process and of its largest child, dbt).
+
+--clicks-per-day N (nightly, growth, scale): the generator's volume mode, about N link clicks a day of browsing
+traffic written column-wise; with --scale xlarge (10 x large) and 25000 clicks a day: ten times the large
+volume. nightly and growth print the slowest five models by their time inside the run's dbt invocation, with
+each one's share of the nightly's wall time, and whether any is above 5%.
+
 `pipeline`: generates sample exports (referral_pipeline/generate.py), loads every partition, builds dbt.
 
 Uses a throw-away database on --server (default: the embedded server) and a temporary folder."""
@@ -34,13 +48,16 @@ Uses a throw-away database on --server (default: the embedded server) and a temp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import random
 import resource
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -48,9 +65,10 @@ from pathlib import Path
 import psycopg
 
 from referral_pipeline.config import DBT_PROJECT_DIR, DEFAULT_IP_HASH_KEY, Settings
+from referral_pipeline.console import Reporter
 from referral_pipeline.dbt_cli import build_args, dbt_env
 from referral_pipeline.entities import ENTITIES, entity
-from referral_pipeline.generate import generate
+from referral_pipeline.generate import SCALES, generate
 from referral_pipeline.landing import load_partition
 from referral_pipeline.landing.columns import SIGNATURE, TRAILER, RowFormat
 from referral_pipeline.landing.readers import read_batches
@@ -356,11 +374,23 @@ def replay_sql(url: str, target: Path, nodes: list[dict]) -> list[tuple[float, s
     return sorted(times, reverse=True)
 
 
+def _dbt_node_times(target: Path, since: float) -> dict[str, tuple[str, float]]:
+    """Each node's time inside the run's dbt invocation (run_results.json, if written after `since`): name ->
+    (resource type, seconds). With dbt's 2 threads, nodes overlap: their times can add up to more than the wall."""
+    path = target / "run_results.json"
+    if not _written_since(path, since):
+        return {}
+    results = json.loads(path.read_text())["results"]
+    return {
+        r["unique_id"].split(".")[-1]: (r["unique_id"].split(".")[0], r["execution_time"]) for r in results
+    }
+
+
 def _timed_nightly(
     url: str, day: dt.date, label: str, instance, log: Path
-) -> tuple[float, list[tuple[float, str]]]:
+) -> tuple[float, list[tuple[float, str]], dict[str, tuple[str, float]]]:
     """One nightly run of `day`: prints its wall time against the SQL it ran, replayed alone; returns the wall
-    time and the replayed statements, slowest first."""
+    time, the replayed statements (slowest first) and dbt's time per node in the run."""
     from orchestration.run import run_nightly
 
     target = Settings.from_env().dbt_target_dir
@@ -368,33 +398,57 @@ def _timed_nightly(
     t = time.perf_counter()
     run_nightly(day, output_log=log, instance=instance)
     wall = time.perf_counter() - t
+    nodes = _dbt_node_times(target, since)
     replay = replay_sql(url, target, _nodes_run_since(target, since))
+    _print_wall(label, wall, replay)
+    return wall, replay, nodes
+
+
+def _print_wall(label: str, wall: float, replay: list[tuple[float, str]]) -> None:
     sql = sum(s for s, _ in replay)
     print(
         f"{label:<24} wall {wall:7.2f} s; its SQL replayed alone {sql:7.2f} s ({len(replay)} statements); "
-        f"the rest {wall - sql:6.2f} s; wall / SQL {wall / sql:5.2f}",
+        f"the rest {wall - sql:6.2f} s; wall / SQL {wall / max(sql, 1e-9):5.2f}; machine load average (1 min)"
+        f" {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    return wall, replay
 
 
-def _slowest(replay: list[tuple[float, str]], label: str) -> None:
-    sql = sum(s for s, _ in replay)
-    print(f"slowest five statements of {label}:")
-    for secs, name in replay[:5]:
-        print(f"  {secs:7.2f} s  {secs / sql:6.1%} of its SQL  {name}")
+def _slowest(
+    replay: list[tuple[float, str]],
+    label: str,
+    wall: float,
+    nodes: dict[str, tuple[str, float]],
+    limit: float = 0.05,
+) -> None:
+    """The slowest five models of a nightly by their time inside its dbt invocation, with each one's share of
+    the nightly's wall time and its SQL replayed alone; then whether any model takes more than `limit` of it."""
+    alone = {name: secs for secs, name in replay}
+    models = sorted(((secs, name) for name, (kind, secs) in nodes.items() if kind == "model"), reverse=True)
+    if not models:  # no run_results.json: rank by the replayed SQL
+        models = [(secs, name) for secs, name in replay]
+    print(f"slowest five models of {label} (time in dbt's run; share of the nightly's {wall:.2f} s wall):")
+    for secs, name in models[:5]:
+        print(
+            f"  {secs:8.2f} s  {secs / wall:6.1%} of the nightly   replayed alone {alone.get(name, 0.0):8.2f} s  {name}"
+        )
+    over = [(secs, name) for secs, name in models if secs > limit * wall]
+    print(
+        f"models above {limit:.0%} of the nightly: "
+        + (", ".join(f"{name} ({secs / wall:.1%})" for secs, name in over) if over else "none")
+    )
 
 
-def _history(url: str, scale: str, days: int, tmp: str):
-    """Generate `days` of sample exports from 2025-01-01 and point the pipeline at them; returns (start,
-    instance, log)."""
+def _history(
+    url: str, scale: str, days: int, tmp: str, clicks_per_day: int | None = None, landing: Path | None = None
+):
+    """Generate `days` of sample exports from 2025-01-01 (or reuse those of `landing`) and point the pipeline at
+    them; returns (start, instance, log)."""
     from dagster import DagsterInstance
 
     start = dt.date(2025, 1, 1)
-    landing = Path(tmp) / "landing"
-    t = time.perf_counter()
-    generate(landing, start, days, scale=scale, seed=7, log=lambda m: None)
-    print(f"generate  {scale} x {days} days: {time.perf_counter() - t:8.2f} s", flush=True)
+    landing = landing or Path(tmp) / "landing"
+    _exports(landing, start, days, scale, clicks_per_day)
     os.environ.update(
         REFERRAL_WAREHOUSE_URL=url,
         REFERRAL_LANDING_URI=str(landing),
@@ -405,38 +459,105 @@ def _history(url: str, scale: str, days: int, tmp: str):
     return start, DagsterInstance.ephemeral(), Path(tmp) / "runs.log"  # runs.log: what the runs print
 
 
-def _backfill(first: dt.date, last: dt.date, instance, log: Path) -> None:
+def _exports(landing: Path, start: dt.date, days: int, scale: str, clicks_per_day: int | None) -> None:
+    """Generate the sample exports into `landing`, or reuse them when `landing` already holds the exports of the
+    same arguments (recorded in landing/_generated.json when they were written)."""
+    stamp = landing / "_generated.json"
+    wanted = {
+        "start": start.isoformat(),
+        "days": days,
+        "scale": scale,
+        "seed": 7,
+        "clicks_per_day": clicks_per_day,
+    }
+    if stamp.is_file():
+        found = json.loads(stamp.read_text())
+        if {k: found.get(k) for k in wanted} != wanted:
+            raise SystemExit(f"{stamp}: holds exports of {found}, not of {wanted}; give another --landing")
+        print(f"generate  reusing the exports in {landing} ({found['rows']:,} rows)", flush=True)
+        return
+    if landing.is_dir() and any(landing.iterdir()):
+        raise SystemExit(f"{landing}: not empty and without _generated.json; give an empty or new --landing")
+    what = f"{scale} x {days} days" + (f", {clicks_per_day:,} clicks a day" if clicks_per_day else "")
+    t = time.perf_counter()
+    summary = generate(
+        landing,
+        start,
+        days,
+        scale=scale,
+        seed=7,
+        clicks_per_day=clicks_per_day,
+        log=(lambda m: print(f"  {time.perf_counter() - t:7.1f} s {m.strip()}", flush=True))
+        if clicks_per_day
+        else (lambda m: None),
+    )
+    rows = sum(summary["rows"].values())
+    stamp.write_text(json.dumps(wanted | {"rows": rows, "summary_rows": summary["rows"]}))
+    print(f"generate  {what}: {time.perf_counter() - t:8.2f} s, {rows:,} rows", flush=True)
+
+
+@contextlib.contextmanager
+def _heartbeat(label: str, every: float = 60.0):
+    """A line every `every` seconds while a long step runs."""
+    done = threading.Event()
+    started = time.perf_counter()
+
+    def beat() -> None:
+        while not done.wait(every):
+            print(f"  {label}: {time.perf_counter() - started:7.0f} s so far", flush=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _backfill(first: dt.date, last: dt.date, instance, log: Path, progress: bool = False) -> float:
     from orchestration.run import run_nightly
 
     t = time.perf_counter()
-    run_nightly(first, last, output_log=log, instance=instance)
-    print(f"history: one backfill run {first}..{last}: {time.perf_counter() - t:8.2f} s", flush=True)
+    if progress:
+        print(f"history: one backfill run {first}..{last} (progress below; full log: {log})", flush=True)
+        with _heartbeat("backfill"):
+            run_nightly(
+                first, last, output_log=log, instance=instance, report=Reporter(sys.stdout, live=False)
+            )
+    else:
+        run_nightly(first, last, output_log=log, instance=instance)
+    secs = time.perf_counter() - t
+    print(f"history: one backfill run {first}..{last}: {secs:8.2f} s", flush=True)
+    return secs
 
 
-def nightly(url: str, scale: str, days: int) -> None:
+def nightly(url: str, scale: str, days: int, clicks_per_day: int | None = None) -> None:
     """One nightly run after `days - 1` days of history: its wall time against the SQL it ran, replayed alone."""
     with tempfile.TemporaryDirectory() as tmp:
-        start, instance, log = _history(url, scale, days, tmp)
+        start, instance, log = _history(url, scale, days, tmp, clicks_per_day)
         last = start + dt.timedelta(days=days - 1)
-        _backfill(start, last - dt.timedelta(days=1), instance, log)
-        _timed_nightly(url, last, "nightly", instance, log)
-        _, replay = _timed_nightly(url, last, "the same nightly again", instance, log)
-        _slowest(replay, "that nightly")
+        _backfill(start, last - dt.timedelta(days=1), instance, log, progress=clicks_per_day is not None)
+        _history_counts(url)
+        wall, replay, nodes = _timed_nightly(url, last, "nightly", instance, log)
+        _slowest(replay, "that nightly", wall, nodes)
+        wall, replay, nodes = _timed_nightly(url, last, "the same nightly again", instance, log)
+        _slowest(replay, "that nightly", wall, nodes)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak memory of the benchmark process (the nightly runs in it): {peak:.0f} MiB")
 
 
-def growth(url: str, scale: str, days: int, early: int = 30) -> None:
+def growth(url: str, scale: str, days: int, early: int = 30, clicks_per_day: int | None = None) -> None:
     """The nightly of day `early` against the nightly of day `days`, at the same daily volume: how a nightly's
     cost grows with history."""
     with tempfile.TemporaryDirectory() as tmp:
-        start, instance, log = _history(url, scale, days, tmp)
+        start, instance, log = _history(url, scale, days, tmp, clicks_per_day)
         day_early = start + dt.timedelta(days=early - 1)
         day_late = start + dt.timedelta(days=days - 1)
         _backfill(start, day_early - dt.timedelta(days=1), instance, log)
-        w_early, r_early = _timed_nightly(url, day_early, f"nightly of day {early}", instance, log)
+        w_early, r_early, _ = _timed_nightly(url, day_early, f"nightly of day {early}", instance, log)
         _backfill(day_early + dt.timedelta(days=1), day_late - dt.timedelta(days=1), instance, log)
-        w_late, r_late = _timed_nightly(url, day_late, f"nightly of day {days}", instance, log)
+        w_late, r_late, n_late = _timed_nightly(url, day_late, f"nightly of day {days}", instance, log)
         with psycopg.connect(url) as conn:
             for day in (day_early, day_late):
                 n = conn.execute(
@@ -447,18 +568,129 @@ def growth(url: str, scale: str, days: int, early: int = 30) -> None:
         sql_early, sql_late = sum(s for s, _ in r_early), sum(s for s, _ in r_late)
         print(f"touchpoints in history at day {days}: {total}")
         print(f"day {days} / day {early}: wall {w_late / w_early:5.2f}x, SQL {sql_late / sql_early:5.2f}x")
-        _slowest(r_late, f"the nightly of day {days}")
+        _slowest(r_late, f"the nightly of day {days}", w_late, n_late)
+
+
+def _history_counts(url: str) -> int:
+    """What the history holds: loaded rows, touchpoints, attributed deals, reward entitlements; returns the raw
+    rows."""
+    with psycopg.connect(url) as conn:
+        one = lambda q: conn.execute(q).fetchone()[0]  # noqa: E731
+        clicks = one("select count(*) from raw.links__clicks")
+        rows = sum(one(f"select count(*) from raw.{e.table}") for e in ENTITIES)
+        touchpoints = one("select count(*) from marts.fct_touchpoints")
+        days = one("select count(distinct occurred_at::date) from marts.fct_touchpoints") or 1
+        deals = one("select count(distinct deal_id) from marts.fct_attribution")
+        rewards = one("select count(*) from marts.fct_reward_entitlements")
+    print(
+        f"history: {rows:,} raw rows ({clicks:,} clicks); {touchpoints:,} touchpoints (about {touchpoints // days:,}"
+        f" a day); {deals:,} attributed deals; {rewards:,} reward entitlements",
+        flush=True,
+    )
+    return rows
+
+
+# The timed nightly of `scale`, in a process of its own (like `referral-pipeline nightly`): its wall time, and
+# the peak RSS of the run's process (the Dagster run, in process) and of its largest child (dbt).
+_CHILD = """
+import datetime as dt, json, resource, sys, time
+from pathlib import Path
+from orchestration.run import run_nightly
+t = time.perf_counter()
+run_nightly(dt.date.fromisoformat(sys.argv[1]), output_log=Path(sys.argv[2]))
+wall = time.perf_counter() - t
+print(json.dumps({"wall": wall, "self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
+def _nightly_process(day: dt.date, log: Path) -> dict:
+    """Run the nightly of `day` in a new process; sample the RSS of its process tree (psutil) every 0.1 s."""
+    import psutil
+
+    started = time.perf_counter()
+    errors = log.with_suffix(".stderr")
+    with errors.open("w") as err:  # what the process prints before the run's log takes over (warnings)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, day.isoformat(), str(log)], stdout=subprocess.PIPE, stderr=err
+        )
+    tree_peak = 0
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            members = [root, *root.children(recursive=True)]
+            rss = 0
+            for m in members:
+                try:
+                    rss += m.memory_info().rss
+                except psutil.Error:
+                    pass
+            tree_peak = max(tree_peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    out = proc.stdout.read().decode()
+    if proc.returncode != 0:
+        tail = errors.read_text().strip().splitlines()[-1:] or ["no message"]
+        raise SystemExit(f"the nightly of {day} failed (exit {proc.returncode}): {tail[0]}; see {log}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return result | {"process_wall": time.perf_counter() - started, "tree_peak": tree_peak}
+
+
+def scale(url: str, scale_name: str, days: int, clicks_per_day: int, landing: Path | None) -> None:
+    """A year (or `days`) of history at `clicks_per_day`: generate it (or reuse --landing), backfill it into the
+    fresh database in one run, then time the next day's nightly in its own process: wall, SQL replayed alone,
+    slowest five models, peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start, instance, log = _history(url, scale_name, days, tmp, clicks_per_day, landing)
+        last = start + dt.timedelta(days=days - 1)
+        backfill = _backfill(start, last - dt.timedelta(days=1), instance, log, progress=True)
+        rows = _history_counts(url)
+        target = Settings.from_env().dbt_target_dir
+        since = time.time()
+        print(f"nightly of {last} in its own process (full log: {log}) ...", flush=True)
+        with _heartbeat("nightly"):
+            run = _nightly_process(last, log)
+        nodes = _dbt_node_times(target, since)
+        print("replaying its SQL alone ...", flush=True)
+        replay = replay_sql(url, target, _nodes_run_since(target, since))
+        wall = run["wall"]
+        _print_wall(f"nightly of day {days}", wall, replay)
+        print(f"  the nightly's process, start-up and imports included: {run['process_wall']:.2f} s")
+        _slowest(replay, f"the nightly of day {days}", wall, nodes)
+        print(
+            f"peak RSS of the nightly: its process tree sampled every 0.1 s (psutil): {run['tree_peak'] / 2**20:.0f} MiB;"
+            f" getrusage: the run's process (Dagster, in process) {run['self_kib'] / 1024:.0f} MiB, its largest"
+            f" child (dbt) {run['children_kib'] / 1024:.0f} MiB (PostgreSQL's own processes not included)"
+        )
+        print(
+            f"backfill of {days - 1} days: {backfill:.0f} s ({rows / backfill:,.0f} raw rows a second, all included)"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "part", nargs="?", default="pipeline", choices=["ingest", "pipeline", "nightly", "growth"]
+        "part", nargs="?", default="pipeline", choices=["ingest", "pipeline", "nightly", "growth", "scale"]
     )
     ap.add_argument("--rows", type=int, default=1_000_000, help="ingest: rows per file")
     ap.add_argument("--rounds", type=int, default=3, help="ingest: alternating rounds of raw COPY and loader")
-    ap.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
-    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--scale", default=None, choices=list(SCALES), help="default: medium; scale: large")
+    ap.add_argument("--days", type=int, default=None, help="default: 30; growth: 360; scale: 365")
+    ap.add_argument(
+        "--clicks-per-day",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the generator's volume mode: about N link clicks a day (scale: default 30000)",
+    )
+    ap.add_argument(
+        "--landing",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="scale: generate the exports into DIR and keep them, or reuse those DIR holds (same arguments)",
+    )
     ap.add_argument("--server", default=None, help="PostgreSQL URL of a server to create the database on")
     args = ap.parse_args()
 
@@ -472,11 +704,13 @@ def main() -> None:
         if args.part == "ingest":
             ingest(url, args.rows, args.rounds)
         elif args.part == "nightly":
-            nightly(url, args.scale, args.days)
+            nightly(url, args.scale or "medium", args.days or 30, args.clicks_per_day)
         elif args.part == "growth":
-            growth(url, args.scale, args.days)
+            growth(url, args.scale or "medium", args.days or 360, clicks_per_day=args.clicks_per_day)
+        elif args.part == "scale":
+            scale(url, args.scale or "large", args.days or 365, args.clicks_per_day or 30_000, args.landing)
         else:
-            pipeline(url, args.scale, args.days)
+            pipeline(url, args.scale or "medium", args.days or 30)
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"drop database if exists {name} with (force)")
