@@ -1,3 +1,5 @@
+{{ config(materialized='view') }}
+
 -- Every would-be touchpoint (see docs/rules.md, Touchpoints and exclusions), resolved or not: accepted
 -- referrals, marketing activities with a partner code, and link clicks. resolution says whether the partner
 -- code and the partner resolve; only 'resolved' rows become touchpoints, the others are counted in data

@@ -19,6 +19,9 @@
             "delete from {{ this }} as t using {{ source('raw', 'load_batches') }} as b
              where b.entity = 'links/clicks' and b.partition_date = t._partition_date
                 and b.load_batch_id <> t._load_batch_id",
+            "{{ ensure_index('link_code') }}",
+            "{{ ensure_index('visitor_id') }}",
+            "{{ ensure_index('ip_hash') }}",
         ],
     )
 }}

@@ -1,3 +1,5 @@
+{{ config(materialized='view') }}
+
 -- Touchpoints for analysts (see docs/rules.md, Touchpoints and exclusions): one row per touchpoint.
 select
     touch_id,
