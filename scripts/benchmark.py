@@ -60,6 +60,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -396,12 +397,44 @@ def _timed_nightly(
     target = Settings.from_env().dbt_target_dir
     since = time.time()
     t = time.perf_counter()
-    run_nightly(day, output_log=log, instance=instance)
+    summary = run_nightly(day, output_log=log, instance=instance)
     wall = time.perf_counter() - t
     nodes = _dbt_node_times(target, since)
     replay = replay_sql(url, target, _nodes_run_since(target, since))
     _print_wall(label, wall, replay)
+    _print_steps(_step_times(instance, summary.run_id), wall)
     return wall, replay, nodes
+
+
+def _step_times(instance, run_id: str) -> list[tuple[float, str]]:
+    """The run's Dagster steps with their durations (from the run's events), slowest first; and, as the step
+    "(start of the run)", the time from the run's start to its first step."""
+    from dagster import DagsterEventType
+
+    started, first, out = {}, None, []
+    run_start = None
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.RUN_START:
+            run_start = record.timestamp
+        elif event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key] = record.timestamp
+            first = record.timestamp if first is None else min(first, record.timestamp)
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            if event.step_key in started:
+                out.append((record.timestamp - started[event.step_key], event.step_key))
+    if run_start is not None and first is not None:
+        out.append((first - run_start, "(start of the run)"))
+    return sorted(out, reverse=True)
+
+
+def _print_steps(steps: list[tuple[float, str]], wall: float) -> None:
+    print(f"its Dagster steps ({len(steps) - 1}), those of 1 s or more, slowest first:")
+    for secs, name in steps:
+        if secs >= 1:
+            print(f"  {secs:8.2f} s  {secs / wall:6.1%} of the nightly  {name}")
 
 
 def _print_wall(label: str, wall: float, replay: list[tuple[float, str]]) -> None:
@@ -501,10 +534,11 @@ def _heartbeat(label: str, every: float = 60.0):
     """A line every `every` seconds while a long step runs."""
     done = threading.Event()
     started = time.perf_counter()
+    stream = sys.stdout  # a run sends what is printed meanwhile to its log
 
     def beat() -> None:
         while not done.wait(every):
-            print(f"  {label}: {time.perf_counter() - started:7.0f} s so far", flush=True)
+            print(f"  {label}: {time.perf_counter() - started:7.0f} s so far", file=stream, flush=True)
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -595,12 +629,17 @@ def _history_counts(url: str) -> int:
 _CHILD = """
 import datetime as dt, json, resource, sys, time
 from pathlib import Path
+from dagster import DagsterInstance
 from orchestration.run import run_nightly
+sys.path.insert(0, sys.argv[3])
+from benchmark import _step_times
+instance = DagsterInstance.ephemeral()
 t = time.perf_counter()
-run_nightly(dt.date.fromisoformat(sys.argv[1]), output_log=Path(sys.argv[2]))
+summary = run_nightly(dt.date.fromisoformat(sys.argv[1]), output_log=Path(sys.argv[2]), instance=instance)
 wall = time.perf_counter() - t
 print(json.dumps({"wall": wall, "self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+                  "children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                  "steps": _step_times(instance, summary.run_id)}))
 """
 
 
@@ -612,7 +651,9 @@ def _nightly_process(day: dt.date, log: Path) -> dict:
     errors = log.with_suffix(".stderr")
     with errors.open("w") as err:  # what the process prints before the run's log takes over (warnings)
         proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, day.isoformat(), str(log)], stdout=subprocess.PIPE, stderr=err
+            [sys.executable, "-c", _CHILD, day.isoformat(), str(log), str(Path(__file__).resolve().parent)],
+            stdout=subprocess.PIPE,
+            stderr=err,
         )
     tree_peak = 0
     root = psutil.Process(proc.pid)
@@ -657,6 +698,7 @@ def scale(url: str, scale_name: str, days: int, clicks_per_day: int, landing: Pa
         wall = run["wall"]
         _print_wall(f"nightly of day {days}", wall, replay)
         print(f"  the nightly's process, start-up and imports included: {run['process_wall']:.2f} s")
+        _print_steps(run["steps"], wall)
         _slowest(replay, f"the nightly of day {days}", wall, nodes)
         print(
             f"peak RSS of the nightly: its process tree sampled every 0.1 s (psutil): {run['tree_peak'] / 2**20:.0f} MiB;"
@@ -693,6 +735,9 @@ def main() -> None:
     )
     ap.add_argument("--server", default=None, help="PostgreSQL URL of a server to create the database on")
     args = ap.parse_args()
+    warnings.filterwarnings(
+        "ignore", message="Parameter `backfill_policy`"
+    )  # Dagster's notice, at every import
 
     server = args.server or start_embedded(Settings.from_env())
     name = f"bench_{uuid.uuid4().hex[:8]}"
