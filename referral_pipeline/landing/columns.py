@@ -7,6 +7,12 @@ column is trimmed and encoded with C-level `map`s instead. Rows are assembled wi
 (`RowFormat`). A value that breaks a rule only marks its row: the reader sends that row through the row-at-a-time
 path, which words the rejection.
 
+The readers hand the rows of a chunk over as Arrow string arrays, one per column (`Columns.convert_arrow`):
+a column whose rule is a cheap text rule (text, email, domain) is converted by Arrow's kernels, exactly as
+`parse_value` converts ASCII text (the same trim, lower-case and pattern); its non-ASCII values, and every value
+of the other columns, go through the Codec above, each distinct value once (Arrow finds the distinct values and
+spreads the converted fields back). Rows are then assembled by Arrow too (`RowFormat.rows_arrow`).
+
 Values are encoded as PostgreSQL receives them in binary: text as UTF-8, timestamptz as microseconds since
 2000-01-01 UTC, date as days since 2000-01-01, boolean as one byte, bigint as 8 bytes, numeric with psycopg's
 binary dumper.
@@ -22,6 +28,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import compress, count, repeat
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import errors, sql
 from psycopg.types.numeric import DecimalBinaryDumper
 
@@ -220,6 +229,25 @@ _RULES = {
 
 _CHEAP_RULES = (_text_rule, _enum_rule, _email_rule, _domain_rule)
 
+# What str.strip() removes from ASCII text (parse_value trims with it): Arrow's own whitespace differs.
+_PY_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_NATIVE = {
+    TEXT: (False, False, None),
+    EMAIL: (True, False, "^" + _EMAIL.pattern + "$"),
+    DOMAIN: (True, True, None),
+}
+
+
+def _whole(pieces: Pieces) -> Iterable[bytes]:
+    """Whole fields from a converted column's pieces."""
+    return pieces[0] if len(pieces) == 1 else map(bytes.__add__, *pieces)
+
+
+def _fixed(values: np.ndarray, width: int) -> pa.Array:
+    """A binary Arrow array of the raw bytes of a numpy array, `width` bytes per item."""
+    data = pa.py_buffer(np.ascontiguousarray(values))
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(values), [None, data]).cast(pa.binary())
+
 
 class Codec:
     """Raw values of one column -> the column encoded for COPY, with the rules of `values.parse_value`.
@@ -241,6 +269,8 @@ class Codec:
         self.cache: dict[object, bytes] = {}
         self.bad_raws: set[object] = set()
         self.direct = False
+        # (lower-case, drop one leading "www.", pattern a valid value matches) for the rules Arrow applies
+        self.native = None if col.stored_as else _NATIVE.get(col.type)
 
     def fields(self, raws: list) -> tuple[Pieces, list[int]]:
         """The encoded column of `raws` and the positions of values that break a rule."""
@@ -271,6 +301,83 @@ class Codec:
         if self.bad_raws.isdisjoint(distinct):
             return [out], []
         return [out], positions(map(self.bad_raws.__contains__, raws))
+
+    def encode_distinct(self, raws: list) -> tuple[list[bytes], list[int]]:
+        """Whole fields (length and data) of distinct raw values, and the positions of those that break a rule
+        (their fields are NULL: their rows go through the row-at-a-time path)."""
+        pieces, bad = self._convert(raws)
+        fields = list(_whole(pieces))
+        for i in bad:
+            fields[i] = NULL
+        return fields, bad
+
+    def arrow_fields(self, raw: pa.Array) -> tuple[list[pa.Array], np.ndarray | None]:
+        """The encoded column of an Arrow string array (nulls are empty values): one binary array of whole
+        fields, or two (lengths and data); and the flags of the values that break a rule (None: none does)."""
+        if self.native is not None:
+            return self._native_fields(raw)
+        return self._distinct_fields(raw)
+
+    def _distinct_fields(self, raw: pa.Array) -> tuple[list[pa.Array], np.ndarray | None]:
+        """Each distinct value through the Python rule once, spread back by Arrow."""
+        if raw.null_count:
+            raw = raw.fill_null("")
+        encoded = pc.dictionary_encode(raw)
+        fields, bad = self.encode_distinct(encoded.dictionary.to_pylist())
+        out = pa.array(fields, pa.binary()).take(encoded.indices)
+        if not bad:
+            return [out], None
+        return [out], np.isin(encoded.indices.to_numpy(), bad)
+
+    def _native_fields(self, raw: pa.Array) -> tuple[list[pa.Array], np.ndarray | None]:
+        """The rule by Arrow's kernels for ASCII values (the same trim, lower-case and pattern as `parse_value`
+        applies to them); non-ASCII values through the Python rule."""
+        n = len(raw)
+        lower, www, pattern = self.native
+        values = pc.utf8_trim(raw, _PY_ASCII_SPACE)
+        # as parse_value: empty once trimmed (or null), before any rule
+        empty = pc.binary_length(values).fill_null(0).to_numpy() == 0
+        if lower:
+            values = pc.ascii_lower(values)
+        if www:
+            values = pc.if_else(pc.starts_with(values, "www."), pc.utf8_slice_codeunits(values, 4), values)
+        data = values.cast(pa.binary())
+        if data.null_count:
+            data = data.fill_null(b"")
+        lengths = pc.binary_length(data).to_numpy()
+        bad = None
+        if pattern is not None:
+            matched = pc.match_substring_regex(values, pattern).fill_null(True)
+            bad = ~matched.to_numpy(zero_copy_only=False) & ~empty
+            bad = bad if bad.any() else None
+        prefixes = lengths.astype(">i4")
+        if empty.any():
+            if self.col.required:
+                bad = empty if bad is None else bad | empty
+            else:  # an empty value is NULL (text columns have no default)
+                prefixes[empty] = -1
+        ascii_ = pc.string_is_ascii(raw)
+        if ascii_.null_count:
+            ascii_ = ascii_.fill_null(True)
+        lengths_arr = _fixed(prefixes, 4)
+        if not pc.all(ascii_).as_py():
+            other = pc.invert(ascii_)
+            where = np.flatnonzero(other.to_numpy(zero_copy_only=False))
+            fields, other_bad = self.fields(raw.filter(other).to_pylist())
+            whole = list(_whole(fields))
+            for i in other_bad:  # its row goes through the row-at-a-time path: any field will do
+                whole[i] = NULL
+            lengths_arr = pc.replace_with_mask(
+                lengths_arr, other, pa.array([f[:4] for f in whole], pa.binary())
+            )
+            data = pc.replace_with_mask(data, other, pa.array([f[4:] for f in whole], pa.binary()))
+            if bad is not None:
+                bad[where] = False
+            if other_bad:
+                if bad is None:
+                    bad = np.zeros(n, dtype=bool)
+                bad[where[other_bad]] = True
+        return [lengths_arr, data], bad
 
     def _convert(self, raws: list) -> tuple[Pieces, list[int]]:
         values: list[str] = []
@@ -316,6 +423,24 @@ class Columns:
             bad += wrong
         return pieces, sorted(set(bad)) if bad else bad
 
+    def convert_arrow(self, raws: Sequence[pa.Array | None], n: int) -> tuple[list, np.ndarray | None]:
+        """`raws`: one Arrow string array per entity column, in order (None: the column is absent, every value
+        empty), of `n` rows. The encoded columns (Arrow arrays and scalars, in order) and the flags of the rows
+        with a value that breaks a rule (None: no row)."""
+        pieces: list = []
+        bad = None
+        for codec, column in zip(self.codecs, raws, strict=True):
+            if column is None:
+                if codec.col.required:
+                    raise ValueError(f"required column {codec.col.name} is absent")
+                pieces.append(pa.scalar(codec.default, pa.binary()))
+                continue
+            p, wrong = codec.arrow_fields(column)
+            pieces += p
+            if wrong is not None:
+                bad = wrong if bad is None else bad | wrong
+        return pieces, bad
+
 
 class RowFormat:
     """COPY BINARY rows of one file: the entity's columns, then the lineage (the line number last)."""
@@ -341,6 +466,25 @@ class RowFormat:
         """One row from typed values (in the entity's column order)."""
         fields = b"".join(map(field, self.types, values))
         return b"".join((self.head, fields, self.tail, _LINE.pack(4, line)))
+
+    def rows_arrow(self, pieces: list, lines: np.ndarray, keep: np.ndarray | None = None) -> bytes:
+        """Rows from columns encoded by `Columns.convert_arrow` and their line numbers; with `keep`, only the
+        rows whose flag is true."""
+        numbers = np.empty(len(lines), dtype=[("length", ">i4"), ("value", ">i4")])
+        numbers["length"] = 4
+        numbers["value"] = lines
+        head, tail = pa.scalar(self.head, pa.binary()), pa.scalar(self.tail, pa.binary())
+        rows = pc.binary_join_element_wise(
+            head, *pieces, tail, _fixed(numbers, 8), pa.scalar(b"", pa.binary())
+        )
+        if keep is not None:
+            rows = rows.filter(pa.array(keep))
+        if rows.null_count:  # every piece is filled: a null would drop its row
+            raise AssertionError("a row assembled from the columns is null")
+        if not len(rows):
+            return b""
+        offsets = np.frombuffer(rows.buffers()[1], np.int32)[rows.offset : rows.offset + len(rows) + 1]
+        return memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
 
     def rows(self, pieces: Pieces, lines: Sequence[int], keep: Iterable[bool] | None = None) -> bytes:
         """Rows from encoded columns (`Columns.convert`) and their line numbers; with `keep`, only the rows

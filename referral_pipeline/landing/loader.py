@@ -3,8 +3,8 @@
 One partition loads in one transaction: the rows, rejected rows and load-batch record that the partition
 loaded before are deleted, the new valid rows are copied into `raw.{source}__{entity}` with their lineage,
 the rejected rows into `raw.rejected_rows`, and one row is added to `raw.load_batches`. Rows are written with
-PostgreSQL COPY in binary format, converted column by column about a hundred KB at a time
-(`readers.read_batches`) while the server stores what was sent before; rejected rows wait in a temporary file
+PostgreSQL COPY in binary format, converted column by column about a MB at a time (`readers.read_batches`)
+while the server stores what was sent before (a thread of the loader sends it); rejected rows wait in a temporary file
 (spilled to disk past 16 MB) until the valid rows are in, so memory stays flat whatever the file's size.
 A transaction-scoped advisory lock per partition serialises concurrent loads of the same partition, so a rerun
 never duplicates a row.
@@ -28,7 +28,9 @@ Choices where the spec is silent:
 
 from __future__ import annotations
 
+import queue
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,21 +94,27 @@ def load_partition(
             conn.cursor() as cur,
             cur.copy(RowFormat.copy_sql(entity)) as copy,
         ):
-            copy.write(SIGNATURE)
-            for f in files:
-                fmt = RowFormat(entity, day, f.relpath, batch_id, started)
-                file_loaded, file_rejected, first_rejected = 0, 0, []
-                for batch in _read(f, entity, part, fmt, ip_hash_key, log):
-                    if batch.data:
-                        copy.write(batch.data)
-                    file_loaded += batch.loaded
-                    file_rejected += len(batch.rejected)
-                    first_rejected += batch.rejected[: MAX_LOGGED_REJECTIONS - len(first_rejected)]
-                    _spool_rejected(spool, entity, day, f.relpath, batch, batch_id, started)
-                _log_file(f, file_loaded, file_rejected, first_rejected, log)
-                loaded += file_loaded
-                rejected += file_rejected
-            copy.write(TRAILER)
+            sender = _Sender(copy)
+            try:
+                sender.write(SIGNATURE)
+                for f in files:
+                    fmt = RowFormat(entity, day, f.relpath, batch_id, started)
+                    file_loaded, file_rejected, first_rejected = 0, 0, []
+                    for batch in _read(f, entity, part, fmt, ip_hash_key, log):
+                        if batch.data:
+                            sender.write(batch.data)
+                        file_loaded += batch.loaded
+                        file_rejected += len(batch.rejected)
+                        first_rejected += batch.rejected[: MAX_LOGGED_REJECTIONS - len(first_rejected)]
+                        _spool_rejected(spool, entity, day, f.relpath, batch, batch_id, started)
+                    _log_file(f, file_loaded, file_rejected, first_rejected, log)
+                    loaded += file_loaded
+                    rejected += file_rejected
+                sender.write(TRAILER)
+            except BaseException:
+                sender.close(raise_error=False)
+                raise
+            sender.close()
         _write_rejected(conn, spool)
         conn.execute(
             "insert into raw.load_batches (load_batch_id, entity, partition_date, files, rows_loaded,"
@@ -115,6 +123,40 @@ def load_partition(
         )
     log(f"{part}: loaded {loaded} rows, rejected {rejected} (batch {batch_id})")
     return LoadResult(entity.path, day, [f.relpath for f in files], loaded, rejected, batch_id)
+
+
+class _Sender:
+    """Writes a COPY's data from a thread of its own, so that this process converts the next chunk while the
+    server stores the ones before (a COPY's write waits whenever the server has not yet read what was sent:
+    the socket's buffers hold far less than a chunk). At most `depth` chunks wait to be sent."""
+
+    def __init__(self, copy: psycopg.Copy, depth: int = 4):
+        self._copy = copy
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="landing-copy", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (data := self._queue.get()) is not None:
+                self._copy.write(data)
+        except BaseException as e:  # raised in the loading thread by the next write or by close
+            self._error = e
+            while self._queue.get() is not None:
+                pass
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def close(self, raise_error: bool = True) -> None:
+        """Waits until everything queued is written; raises what writing it raised."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and raise_error:
+            raise self._error
 
 
 def _data_files(landing_uri: str, entity: Entity, day: date, log: Callable[[str], None]) -> list[LandingFile]:

@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from typing import IO
 
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from ..entities import Entity
 from .columns import Columns, RowFormat, positions
@@ -34,7 +38,7 @@ from .values import hash_ip, parse_row
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-CHUNK_BYTES = 1 << 17  # decompressed bytes read at a time by read_batches (small chunks stay in CPU caches)
+CHUNK_BYTES = 1 << 20  # decompressed bytes read at a time by read_batches
 
 
 class FileError(Exception):
@@ -293,9 +297,49 @@ def read_batches(
         yield from _jsonl_batches(entity, chunks, fmt, ip_hash_key, file_log)
 
 
+class _Chunk:
+    """Whole lines of a file, decoded: `data` (UTF-8 bytes, without a byte-order mark), `text`, the number of
+    the first line, and whether the last line is the file's last without a newline (`final`)."""
+
+    __slots__ = ("data", "text", "first", "final", "count", "_lines", "_offsets")
+
+    def __init__(self, data: bytes, text: str, first: int, final: bool):
+        self.data, self.text, self.first, self.final = data, text, first, final
+        self.count = data.count(b"\n") + final
+        self._lines: list[str] | None = None
+        self._offsets: np.ndarray | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines without their newline."""
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+            if not self.final:
+                self._lines.pop()  # the text ends with a newline
+        return self._lines
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Where each line starts in `data`, and the end of `data` (count + 1 offsets)."""
+        if self._offsets is None:
+            ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10) + 1
+            tail = [len(self.data)] if self.final else []
+            self._offsets = np.concatenate(([0], ends, tail)).astype(np.int64)
+        return self._offsets
+
+    def ending(self, i: int) -> str:
+        """Line `i` with its line ending, as the row-at-a-time reader sees it."""
+        if self._lines is None:
+            return self.data[self.offsets[i] : self.offsets[i + 1]].decode()
+        return self._lines[i] if self.final and i == self.count - 1 else self._lines[i] + "\n"
+
+    def record(self, i: int) -> str:
+        """Line `i` without its line ending (a CSV record of one line)."""
+        return self.ending(i).removesuffix("\n").removesuffix("\r")
+
+
 class _Chunks:
-    """The decoded lines of a file, about CHUNK_BYTES at a time: (text, lines without their newline, number
-    of the first line). The last line of the file has no newline if `final_newline` is False once it is read.
+    """The decoded lines of a file, about CHUNK_BYTES at a time (`_Chunk`s).
 
     Errors surface where the row-at-a-time reader meets them: the lines before a line that is not UTF-8 are
     returned first, and the error is raised by the next call."""
@@ -307,12 +351,11 @@ class _Chunks:
         self._eof = False
         self._error: FileError | None = None
         self.lines_read = 0
-        self.final_newline = True
 
-    def __iter__(self) -> Iterator[tuple[str, list[str], int]]:
+    def __iter__(self) -> Iterator[_Chunk]:
         return self
 
-    def __next__(self) -> tuple[str, list[str], int]:
+    def __next__(self) -> _Chunk:
         if self._error:
             raise self._error
         while not self._eof:
@@ -323,7 +366,6 @@ class _Chunks:
             if not data:
                 self._eof = True
                 if self._carry:
-                    self.final_newline = False
                     return self._decoded(self._carry, final=True)
                 break
             if self._carry:
@@ -334,7 +376,7 @@ class _Chunks:
                 return self._decoded(data[:cut] if self._carry else data, final=False)
         raise StopIteration
 
-    def _decoded(self, data: bytes, final: bool) -> tuple[str, list[str], int]:
+    def _decoded(self, data: bytes, final: bool) -> _Chunk:
         first = self.lines_read + 1
         try:
             text = data.decode("utf-8")
@@ -350,18 +392,11 @@ class _Chunks:
                 raise self._error from None
             data, final = data[:start], False
             text = data.decode("utf-8")
-        if first == 1:
-            text = text.removeprefix("\ufeff")
-        lines = text.split("\n")
-        if not final:
-            lines.pop()  # the text ends with a newline
-        self.lines_read += len(lines)
-        return text, lines, first
-
-    def ending(self, lines: list[str], i: int) -> str:
-        """Line `i` of a chunk with its line ending, as the row-at-a-time reader sees it."""
-        last = i == len(lines) - 1 and not self.final_newline and self._eof and not self._carry
-        return lines[i] if last else lines[i] + "\n"
+        if first == 1 and text.startswith("\ufeff"):
+            text, data = text[1:], data[3:]
+        chunk = _Chunk(data, text, first, final)
+        self.lines_read += chunk.count
+        return chunk
 
 
 def _keep(n: int, drop: Iterable[int]) -> list[bool]:
@@ -386,8 +421,8 @@ def _added(numbers: Sequence[int], first: int) -> Sequence[int]:
 
 class _CsvBatches:
     """CSV chunks -> batches. A line with no quote, NUL, stray carriage return or over-long field is a record
-    of its own, split on commas; the record starting at any other line is read by csv.reader exactly as
-    `_records` reads it (possibly over several lines, beyond the chunk)."""
+    of its own, split on commas (by Arrow); the record starting at any other line is read by csv.reader exactly
+    as `_records` reads it (possibly over several lines, beyond the chunk)."""
 
     def __init__(self, entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str):
         self.entity = entity
@@ -396,24 +431,24 @@ class _CsvBatches:
         self.key = key
         self.limit = csv.field_size_limit()
         # the current chunk; `pos` is its next line to read
-        self.text, self.lines, self.base, self.pos = "", [], 1, 0
-        self._special_of: list[str] | None = None
+        self.chunk = _Chunk(b"", "", 1, False)
+        self.pos = 0
+        self._special_of: _Chunk | None = None
         self._special: list[int] = []
 
     def _next_chunk(self) -> bool:
         chunk = next(self.chunks, None)
         if chunk is None:
             return False
-        self.text, self.lines, self.base = chunk
-        self.pos = 0
+        self.chunk, self.pos = chunk, 0
         return True
 
     def _feed(self) -> Iterator[str]:
         """The remaining lines one at a time with their line ending, pulling chunks as needed."""
         while True:
-            while self.pos < len(self.lines):
+            while self.pos < self.chunk.count:
                 self.pos += 1
-                yield self.chunks.ending(self.lines, self.pos - 1)
+                yield self.chunk.ending(self.pos - 1)
             if not self._next_chunk():
                 return
 
@@ -423,26 +458,38 @@ class _CsvBatches:
         index = {name: i for i, name in enumerate(self.header)}
         self.at = [index.get(c.name) for c in self.entity.columns]
         self.columns = Columns(self.entity, self.key)
-        while self.pos < len(self.lines) or self._next_chunk():
+        while self.pos < self.chunk.count or self._next_chunk():
             batch = Batch(b"", 0)
             parts: list[bytes] = []
-            while self.pos < len(self.lines):
+            while self.pos < self.chunk.count:
                 special = self._special_lines()
                 k = bisect.bisect_left(special, self.pos)
                 if k < len(special):
                     self._fast(special[k], batch, parts)
                     self._exact_record(batch, parts)  # may go on into the next chunk
                 else:
-                    self._fast(len(self.lines), batch, parts)
+                    self._fast(self.chunk.count, batch, parts)
             batch.data = b"".join(parts)
             batch.rejected.sort(key=operator.attrgetter("line"))
             yield batch
 
     def _special_lines(self) -> list[int]:
         """The chunk's lines that csv.reader must read (computed once per chunk)."""
-        if self._special_of is self.lines:
+        chunk = self.chunk
+        if self._special_of is chunk:
             return self._special
-        text, lines = self.text, self.lines
+        data = chunk.data
+        self._special_of, self._special = chunk, []
+        plain = (
+            self.width >= 2
+            and b'"' not in data
+            and b"\x00" not in data
+            and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"))
+            and (len(data) <= self.limit or int(np.diff(chunk.offsets).max()) <= self.limit)
+        )
+        if plain:  # the common case, told from the bytes alone
+            return self._special
+        text, lines = chunk.text, chunk.lines
         special: set[int] = set()
         for char in ('"', "\x00"):
             if char in text:
@@ -455,11 +502,11 @@ class _CsvBatches:
             special.update(positions(map(self.limit.__lt__, map(len, lines))))
         if self.width < 2:  # a blank line would pass for a record of one empty field
             special = set(range(len(lines)))
-        self._special_of, self._special = lines, sorted(special)
+        self._special = sorted(special)
         return self._special
 
     def _exact_record(self, batch: Batch, parts: list[bytes]) -> None:
-        start = self.base + self.pos
+        start = self.chunk.first + self.pos
         feed = _LineFeed(self._feed())
         try:
             fields, error = next(csv.reader(feed, strict=True)), None
@@ -476,99 +523,185 @@ class _CsvBatches:
             parts.append(self.fmt.row(item.values, item.line))
             batch.loaded += 1
 
-    def _one_line(self, line: int, text: str, batch: Batch, parts: list[bytes]) -> None:
-        """A line that is a record of its own (no quote) through the row-at-a-time path."""
+    def _one_line(self, i: int, batch: Batch, parts: list[bytes]) -> None:
+        """Line `i` of the chunk, a record of its own (no quote), through the row-at-a-time path."""
+        text = self.chunk.record(i)
         if text.strip():
+            line = self.chunk.first + i
             self._add(
                 _csv_item(self.entity, self.header, line, text, text.split(","), None, self.key), batch, parts
             )
 
     def _fast(self, end: int, batch: Batch, parts: list[bytes]) -> None:
-        """Lines [pos, end) of the chunk, none of them special: one record per line, split on commas."""
+        """Lines [pos, end) of the chunk, none of them special: one record per line, split on commas, converted
+        column by column. Lines with another number of fields (blank ones too) and rows with a value that breaks
+        a rule go through the row-at-a-time path."""
         begin, self.pos = self.pos, end
         if begin >= end:
             return
-        lines = self.lines[begin:end]
-        if "\r" in self.text:
-            lines = list(map(str.removesuffix, lines, repeat("\r")))
-        first, width = self.base + begin, self.width
-        counts = list(map(str.count, lines, repeat(",")))
-        if min(counts) == max(counts) == width - 1:
-            numbers: Sequence[int] = range(first, first + len(lines))
-        else:  # blank lines and lines with the wrong number of fields
-            other = positions(map(operator.ne, counts, repeat(width - 1)))
-            for i in other:
-                self._one_line(first + i, lines[i], batch, parts)
-            lines, keep = _without(lines, other)
-            numbers = list(compress(range(first, first + len(keep)), keep))
-            if not lines:
+        chunk = self.chunk
+        offsets = chunk.offsets[begin : end + 1].astype(np.int32)
+        lines = pa.StringArray.from_buffers(end - begin, pa.py_buffer(offsets), pa.py_buffer(chunk.data))
+        records = pc.split_pattern(lines, ",")  # the last field keeps the line ending: every value is trimmed
+        at = np.arange(begin, end)
+        wrong = pc.list_value_length(records).to_numpy() != self.width
+        if wrong.any():
+            for i in at[wrong]:
+                self._one_line(int(i), batch, parts)
+            records = records.filter(pa.array(~wrong))
+            at = at[~wrong]
+            if not len(at):
                 return
-        flat = ",".join(lines).split(",")
-        absent = [None] * len(lines)
-        columns, bad = self.columns.convert([absent if at is None else flat[at::width] for at in self.at])
-        keep = None
-        if bad:
-            bad = sorted(set(bad))
-            for i in bad:
-                self._one_line(numbers[i], lines[i], batch, parts)
-            keep = _keep(len(lines), bad)
-        parts.append(self.fmt.rows(columns, numbers, keep))
-        batch.loaded += len(lines) - len(bad)
+        columns, bad = self.columns.convert_arrow(
+            [None if i is None else pc.list_element(records, i) for i in self.at], len(at)
+        )
+        if bad is not None:
+            for i in at[bad]:
+                self._one_line(int(i), batch, parts)
+        parts.append(self.fmt.rows_arrow(columns, at + chunk.first, None if bad is None else ~bad))
+        batch.loaded += len(at) - (0 if bad is None else int(bad.sum()))
 
 
 def _jsonl_batches(entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str, log) -> Iterator[Batch]:
-    """JSONL chunks -> batches. Lines are parsed by orjson; a line that it cannot parse, that is not a JSON
-    object, that holds a NUL, or with a known field that is not a string or null (numbers must keep their
-    written form: see Codec) goes through `_jsonl_item` (json.loads, like the row-at-a-time reader)."""
+    """JSONL chunks -> batches: each chunk by Arrow's JSON reader (`_jsonl_arrow`) when it can read it exactly
+    as the row-at-a-time reader would, else line by line with orjson (`_jsonl_lines`)."""
     known = {c.name for c in entity.columns}
     names = [c.name for c in entity.columns]
     converter = Columns(entity, key)
+    options = pa_json.ParseOptions(
+        explicit_schema=pa.schema([(name, pa.string()) for name in names]),
+        unexpected_field_behavior="infer",
+        newlines_in_values=False,
+    )
     extra: set[str] = set()
-    for text, lines, first in chunks:
-        exact: set[int] = set()  # positions in `lines` for the row-at-a-time path
-        drop: set[int] = set()  # positions not parsed here: blank lines and `exact`
-        if "" in lines or any(map(str.isspace, lines)):
-            drop.update(positions(map(operator.not_, map(str.strip, lines))))
-        for char in ("\x00", "\\u0000"):
-            if char in text:
-                exact.update(positions(map(operator.contains, lines, repeat(char))))
-        exact -= drop
-        drop |= exact
-        if drop:
-            todo, keep = _without(lines, drop)
-            at: Sequence[int] = list(compress(range(len(lines)), keep))
-        else:
-            todo, at = lines, range(len(lines))
-        objs: list = []
-        rest = iter(todo)
-        while True:
-            try:
-                objs.extend(map(orjson.loads, rest))
-                break
-            except orjson.JSONDecodeError:
-                objs.append(None)
-        bad = positions(map(operator.is_not, map(type, objs), repeat(dict)))
-        if bad:
-            exact.update(at[i] for i in bad)
-            objs, keep = _without(objs, bad)
-            at = list(compress(at, keep))
-        if objs:
-            extra.update(set().union(*objs).difference(known))
-        columns, wrong = converter.convert([list(map(dict.get, objs, repeat(name))) for name in names])
-        batch = Batch(b"", 0)
-        parts: list[bytes] = []
-        if at:
-            exact.update(at[i] for i in wrong)
-            parts.append(fmt.rows(columns, _added(at, first), _keep(len(at), wrong) if wrong else None))
-            batch.loaded += len(at) - len(wrong)
-        for i in sorted(exact):
-            item = _jsonl_item(entity, known, extra, first + i, chunks.ending(lines, i), key)
+    for chunk in chunks:
+        batch = _jsonl_arrow(entity, chunk, fmt, key, converter, options, known, extra)
+        yield batch or _jsonl_lines(entity, chunk, fmt, key, converter, known, extra)
+    if extra:
+        log(f"ignoring unknown field(s) {', '.join(sorted(extra))}")
+
+
+# Text that Arrow's JSON reader reads otherwise than json.loads, or that the column-wise path leaves to the
+# row-at-a-time path: NUL (escaped or not), escapes of UTF-16 surrogates (lone ones are refused differently),
+# a carriage return not before a newline; and, in fields the entity does not know, NaN and Infinity spellings
+# (Arrow also takes `-NaN` and `Inf`): looked for only when such a field holds a number or a nested value.
+_JSON_ESCAPES = (b"\\u0000", b"\\ud", b"\\uD")
+_JSON_CONSTANTS = (b"NaN", b"Inf")
+
+
+def _odd_json(data: bytes) -> bool:
+    """Whether the text holds a NUL, an escape of NUL or of a surrogate, or a stray carriage return (single
+    bytes are looked for first: they are found at memory speed)."""
+    if b"\x00" in data:
+        return True
+    if b"\\" in data and any(map(data.__contains__, _JSON_ESCAPES)):
+        return True
+    return b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
+
+
+_PLAIN_JSON_TYPES = (pa.string(), pa.null(), pa.bool_(), pa.int64())
+
+
+def _jsonl_arrow(
+    entity: Entity,
+    chunk: _Chunk,
+    fmt: RowFormat,
+    key: str,
+    converter: Columns,
+    options: pa_json.ParseOptions,
+    known: set,
+    extra: set,
+) -> Batch | None:
+    """A chunk read by Arrow's JSON reader; None if the chunk must be read line by line: a line that does not
+    start with `{` (blank lines, other values), odd text (`_odd_json`), or anything the reader refuses (invalid
+    JSON, a duplicate key, a known field that is not a string or null) or reads as another number of objects
+    than lines. Rows with a value that breaks a rule go through the row-at-a-time path."""
+    data = chunk.data
+    if not chunk.count or _odd_json(data):
+        return None
+    if not (np.frombuffer(data, np.uint8)[chunk.offsets[:-1]] == 0x7B).all():
+        return None
+    try:
+        table = pa_json.read_json(
+            pa.py_buffer(data),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
+            parse_options=options,
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != chunk.count:
+        return None
+    unknown = [table.schema.field(name) for name in table.column_names if name not in known]
+    if any(f.type not in _PLAIN_JSON_TYPES for f in unknown) and any(map(data.__contains__, _JSON_CONSTANTS)):
+        return None
+    extra.update(f.name for f in unknown)
+    n = chunk.count
+    columns, bad = converter.convert_arrow([table.column(c.name).combine_chunks() for c in entity.columns], n)
+    batch = Batch(b"", n)
+    parts = [fmt.rows_arrow(columns, np.arange(chunk.first, chunk.first + n), None if bad is None else ~bad)]
+    if bad is not None:
+        batch.loaded -= int(bad.sum())
+        for i in np.flatnonzero(bad):
+            item = _jsonl_item(entity, known, extra, chunk.first + int(i), chunk.ending(int(i)), key)
             if isinstance(item, Rejected):
                 batch.rejected.append(item)
             else:
                 parts.append(fmt.row(item.values, item.line))
                 batch.loaded += 1
-        batch.data = b"".join(parts)
-        yield batch
-    if extra:
-        log(f"ignoring unknown field(s) {', '.join(sorted(extra))}")
+    batch.data = b"".join(parts)
+    return batch
+
+
+def _jsonl_lines(
+    entity: Entity, chunk: _Chunk, fmt: RowFormat, key: str, converter: Columns, known: set, extra: set
+) -> Batch:
+    """A chunk line by line: lines are parsed by orjson; a line that it cannot parse, that is not a JSON object,
+    that holds a NUL, or with a known field that is not a string or null (numbers must keep their written form:
+    see Codec) goes through `_jsonl_item` (json.loads, like the row-at-a-time reader)."""
+    text, lines, first = chunk.text, chunk.lines, chunk.first
+    names = [c.name for c in entity.columns]
+    exact: set[int] = set()  # positions in `lines` for the row-at-a-time path
+    drop: set[int] = set()  # positions not parsed here: blank lines and `exact`
+    if "" in lines or any(map(str.isspace, lines)):
+        drop.update(positions(map(operator.not_, map(str.strip, lines))))
+    for char in ("\x00", "\\u0000"):
+        if char in text:
+            exact.update(positions(map(operator.contains, lines, repeat(char))))
+    exact -= drop
+    drop |= exact
+    if drop:
+        todo, keep = _without(lines, drop)
+        at: Sequence[int] = list(compress(range(len(lines)), keep))
+    else:
+        todo, at = lines, range(len(lines))
+    objs: list = []
+    rest = iter(todo)
+    while True:
+        try:
+            objs.extend(map(orjson.loads, rest))
+            break
+        except orjson.JSONDecodeError:
+            objs.append(None)
+    bad = positions(map(operator.is_not, map(type, objs), repeat(dict)))
+    if bad:
+        exact.update(at[i] for i in bad)
+        objs, keep = _without(objs, bad)
+        at = list(compress(at, keep))
+    if objs:
+        extra.update(set().union(*objs).difference(known))
+    columns, wrong = converter.convert([list(map(dict.get, objs, repeat(name))) for name in names])
+    batch = Batch(b"", 0)
+    parts: list[bytes] = []
+    if at:
+        exact.update(at[i] for i in wrong)
+        parts.append(fmt.rows(columns, _added(at, first), _keep(len(at), wrong) if wrong else None))
+        batch.loaded += len(at) - len(wrong)
+    for i in sorted(exact):
+        item = _jsonl_item(entity, known, extra, first + i, chunk.ending(i), key)
+        if isinstance(item, Rejected):
+            batch.rejected.append(item)
+        else:
+            parts.append(fmt.row(item.values, item.line))
+            batch.loaded += 1
+    batch.data = b"".join(parts)
+    return batch
