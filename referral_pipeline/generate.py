@@ -47,6 +47,9 @@ import numpy as np
 from .entities import ENTITIES, ENTITIES_BY_PATH
 
 SCALES = {"small": 1, "medium": 10, "large": 100, "xlarge": 1000}  # xlarge: use the volume mode
+# Partners (8 per unit) where a scale does not scale them: xlarge is a program ten times as busy as large (accounts,
+# journeys, referrals, deals, traffic) with large's 800 partners.
+PARTNER_UNITS = {"xlarge": 100}
 
 FREE_MAIL = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "proton.me")
 FIRST = ("ana", "ben", "carla", "dev", "emma", "farid", "gina", "hugo", "ivan", "jon", "lena", "marco", "nia")
@@ -161,6 +164,7 @@ class _Generator:
             raise ValueError(f"clicks_per_day must be >= 1, got {clicks_per_day}")
         self.clicks_per_day = clicks_per_day
         self.f = SCALES[scale]
+        self.pf = PARTNER_UNITS.get(scale, self.f)
         self.days = days
         self.start = start
         self.t0 = datetime.combine(start, time(), UTC)
@@ -265,7 +269,7 @@ class _Generator:
 
     def partners(self) -> None:
         self.partner_list: list[_Partner] = []
-        for num in range(1, 8 * self.f + 1):
+        for num in range(1, 8 * self.pf + 1):
             arch = num % 8
             ptype, currency, weight = ARCHETYPES[arch]
             w1, w2 = self.rng.choice(WORDS), self.rng.choice(WORDS)
@@ -696,9 +700,9 @@ class _Generator:
                 self.activity(acct.contacts[0].email, t, self.pick_link(self.pick_partner(), t).code, style)
             self.activity(rng.choice(journeys).contacts[0].email, self.in_window(), f"zz{block:02d}nope")
             # Self-referrals: a partner's own domain and a free-mail partner's own email.
-            p = self.partner_list[8 * block]  # archetype 1, with a company domain
+            p = self.partner_list[8 * (block % self.pf)]  # archetype 1, with a company domain
             self.referral(p, f"buyer{block}@{p.domain}", p.domain, self.in_window(0, 0.5), "accepted")
-            p6 = self.partner_list[min(8 * block + 5, len(self.partner_list) - 1)]
+            p6 = self.partner_list[min(8 * (block % self.pf) + 5, len(self.partner_list) - 1)]
             self.referral(p6, p6.email, None, self.in_window(0, 0.5), "accepted")
             # An existing customer referred again.
             acct = customers[block % len(customers)]
@@ -1484,7 +1488,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale",
         default="small",
         choices=list(SCALES),
-        help="size of the simulated program: partners, accounts, journeys, deals (xlarge = 10 x large)",
+        help="size of the simulated program: partners, accounts, journeys, deals (xlarge: 10 x large but its 800 partners)",
     )
     ap.add_argument("--seed", type=int, default=7, help="random seed: the same seed writes the same files")
     ap.add_argument(

@@ -37,9 +37,9 @@ their share of the nightly, and its peak RSS (the run's process tree sampled wit
 run's process and of its largest child, dbt).
 
 --clicks-per-day N (nightly, growth, scale): the generator's volume mode, about N link clicks a day of browsing
-traffic written column-wise; with --scale xlarge (10 x large) and 25000 clicks a day: ten times the large
-volume. nightly and growth print the slowest five models by their time inside the run's dbt invocation, with
-each one's share of the nightly's wall time, and whether any is above 5%.
+traffic written column-wise; with --scale xlarge (10 x large, with large's 800 partners) and 25000 clicks a day:
+ten times the large volume. nightly and growth print the slowest five models by their time inside the run's dbt
+invocation, with each one's share of the nightly's wall time, and whether any is above 5%.
 
 `pipeline`: generates sample exports (referral_pipeline/generate.py), loads every partition, builds dbt.
 
