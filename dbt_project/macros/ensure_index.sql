@@ -1,6 +1,7 @@
 {#- Post-hook: an index on one column of the model's table unless one leads with that column already. Named by
     PostgreSQL, so that it never collides with the indexes of the table a full refresh is replacing. It serves
-    the incremental int_touchpoints__touchpoints, which looks clicks up by link, visitor and ip. -#}
+    the incremental int_touchpoints__touchpoints and int_touchpoints__click_spam, which look clicks up by link,
+    visitor, ip and time. -#}
 {% macro ensure_index(column) -%}
     do $$
     begin

@@ -12,9 +12,14 @@
 date_trunc('month', ({{ ts }}) at time zone 'UTC')::date
 {%- endmacro %}
 
+{% macro date_start_ts(day) -%}
+{#- The first instant (timestamptz) of a UTC calendar date (a date, or a timestamp in UTC). -#}
+(({{ day }})::timestamp at time zone 'UTC')
+{%- endmacro %}
+
 {% macro month_start_ts(month_date) -%}
-{#- The first instant (timestamptz) of a month given as its first day (a date, or a timestamp in UTC). -#}
-(({{ month_date }})::timestamp at time zone 'UTC')
+{#- The first instant (timestamptz) of a month given as its first day. -#}
+{{ date_start_ts(month_date) }}
 {%- endmacro %}
 
 {% macro add_days(ts, days) -%}

@@ -22,6 +22,7 @@
             "{{ ensure_index('link_code') }}",
             "{{ ensure_index('visitor_id') }}",
             "{{ ensure_index('ip_hash') }}",
+            "{{ ensure_index('clicked_at') }}",
         ],
     )
 }}

@@ -4,8 +4,8 @@
 -- Incremental (see the model's docs for what invalidates which rows and why the result equals a full build):
 -- referral and marketing touches are recomputed every run; a click's touchpoint only when the click is new or
 -- one of its lookups (link, partner, owned keys, visitor, spam group) differs from the last build's, which the
--- post-hook keeps in the side table {{ this.identifier }}__lookups. A reloaded click partition, or a missing
--- side table, recomputes every click. Rows that no longer exist are written as removal markers (partner_id
+-- post-hook saves as the model's state (macros/incremental_state.sql). A reloaded click partition, or a
+-- missing state, recomputes every click. Rows that no longer exist are written as removal markers (partner_id
 -- null) and deleted by the first post-hook in the same transaction.
 {{
     config(
@@ -20,7 +20,7 @@
         ],
         post_hook=[
             "delete from {{ this }} where partner_id is null",
-            "{{ save_touchpoint_lookups() }}",
+            "{{ save_state(touchpoint_lookups()) }}",
         ],
     )
 }}
@@ -30,14 +30,10 @@
 -- depends_on: {{ ref('int_identity__visitor_emails') }}
 -- depends_on: {{ source('raw', 'load_batches') }}
 
-{%- set previous_lookups = touchpoint_lookups_relation() if is_incremental() else none -%}
-{%- set delta = previous_lookups is not none and execute and run_query(
-    "with current_lookups as (" ~ touchpoint_lookups() ~ ")
-     select count(*) from " ~ previous_lookups ~ " as p
-     where p.kind = 'click_partition'
-        and not exists (select 1 from current_lookups as c
-                        where c.kind = p.kind and c.key = p.key and c.value = p.value)"
-).columns[0].values()[0] == 0 %}
+{% set saved = saved_state() if is_incremental() else none %}
+{# recompute only what changed, unless a click partition already built was loaded again #}
+{% set delta = saved is not none
+    and state_changes(saved, touchpoint_lookups()).get('click_partition', {}).get('gone', 0) == 0 %}
 
 -- not materialized: the filters of the incremental run reach the view's click branch (index on click_id)
 with candidates as not materialized (
@@ -68,7 +64,7 @@ current_lookups as (
 ),
 
 previous_lookups as (
-    select kind, key, value from {{ previous_lookups }}
+    select kind, key, value from {{ saved }}
 ),
 
 -- Lookups that were added, removed or changed since the last build.

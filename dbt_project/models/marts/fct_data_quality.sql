@@ -20,8 +20,12 @@ with rejected as (
     group by entity
 ),
 
-candidates as (
-    select * from {{ ref('int_touchpoints__candidates') }}
+-- one pass over the candidates (a view over every click): the unresolved ones, counted per type
+unresolved as (
+    select touch_type, resolution, count(*) as n
+    from {{ ref('int_touchpoints__candidates') }}
+    where resolution <> 'resolved'
+    group by touch_type, resolution
 ),
 
 touchpoints as (
@@ -62,14 +66,14 @@ checks as (
     select
         'unresolved_partner_codes',
         '{{ e }}',
-        (select count(*) from candidates where touch_type = '{{ t }}' and resolution = 'unknown_code'),
+        (select coalesce(sum(n), 0) from unresolved where touch_type = '{{ t }}' and resolution = 'unknown_code'),
         'partner codes that match no link: no touchpoint'
     union all
     {%- endif %}
     select
         'unknown_partners',
         '{{ e }}',
-        (select count(*) from candidates where touch_type = '{{ t }}' and resolution = 'unknown_partner'),
+        (select coalesce(sum(n), 0) from unresolved where touch_type = '{{ t }}' and resolution = 'unknown_partner'),
         'partner ids (of referrals or links) that match no partner: no touchpoint'
     union all
     {%- endfor %}

@@ -1,7 +1,7 @@
 {#
   What a click touchpoint reads besides the click itself, one row per (kind, key), as text. The incremental
-  int_touchpoints__touchpoints keeps the state it last built from in a side table and recomputes only the clicks
-  whose lookups differ now (see that model's docs):
+  int_touchpoints__touchpoints saves them as its state (macros/incremental_state.sql) and recomputes only the
+  clicks whose lookups differ now (see that model's docs):
 
     click_partition  partition date of raw links/clicks        -> its current load batch
     link             link_code                                 -> partner_id the link names
@@ -14,9 +14,7 @@
   rules version in force), so a change of the rules that moves a click's touchpoint shows up here too.
 #}
 {% macro touchpoint_lookups() -%}
-    select 'click_partition' as kind, b.partition_date::text as key, b.load_batch_id as value
-    from {{ source('raw', 'load_batches') }} as b
-    where b.entity = 'links/clicks'
+    {{ click_partitions_state() }}
 
     union all
 
@@ -46,16 +44,16 @@
 {%- endmacro %}
 
 
-{#- The side table holding the lookups of the last build, next to the model (none before the first build). -#}
-{% macro touchpoint_lookups_relation() -%}
-    {{ return(adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier ~ '__lookups')) }}
+{#- What a click-spam group reads besides the clicks: the click partitions (new ones bring the clicks to count)
+    and the rules versions (the threshold in force on each date). Saved by int_touchpoints__click_spam. -#}
+{% macro click_spam_state() -%}
+    {{ click_partitions_state() }}
+
+    union all
+
+    select
+        'rules_version',
+        v.rules_version,
+        v.effective_from::text || '|' || coalesce(v.effective_to::text, '') || '|' || v.max_clicks_per_ip_per_day::text
+    from {{ ref('stg_rules__versions') }} as v
 {%- endmacro %}
-
-
-{#- Post-hook: remember the lookups this build used (in the model's transaction). -#}
-{% macro save_touchpoint_lookups() -%}
-    drop table if exists {{ this.schema }}.{{ this.identifier }}__lookups;
-    create table {{ this.schema }}.{{ this.identifier }}__lookups as
-    {{ touchpoint_lookups() }}
-{%- endmacro %}
-
