@@ -63,9 +63,15 @@ def clean_jsonl(rng: random.Random, e: Entity, rows: int, extra: bool = True) ->
 
 @pytest.fixture
 def line_by_line(monkeypatch) -> list[int]:
-    """Counts the JSONL chunks read line by line (not by Arrow) and the CSV records read by csv.reader."""
+    """Counts the JSONL chunks read line by line (not by Arrow), the CSV records read by csv.reader and the CSV
+    lines split one by one (not by Arrow's CSV reader)."""
     calls: list[int] = []
     jsonl_lines, exact_record = readers._jsonl_lines, readers._CsvBatches._exact_record
+    split_by_lines = readers._CsvBatches._split_by_lines
+
+    def spy_split(*args, **kwargs):
+        calls.append(1)
+        return split_by_lines(*args, **kwargs)
 
     def spy_jsonl(*args, **kwargs):
         calls.append(1)
@@ -77,6 +83,7 @@ def line_by_line(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(readers, "_jsonl_lines", spy_jsonl)
     monkeypatch.setattr(readers._CsvBatches, "_exact_record", spy_csv)
+    monkeypatch.setattr(readers._CsvBatches, "_split_by_lines", spy_split)
     return calls
 
 
@@ -92,15 +99,16 @@ def test_clean_files_with_values_of_every_shape(e: Entity, chunk: int, monkeypat
     assert not line_by_line
 
 
-def test_csv_lines_that_are_not_plain_records(monkeypatch):
-    """Blank lines, whitespace-only lines and wrong field counts among plain lines (the Arrow path sends them to
-    the row-at-a-time path), and a file that ends without a newline or with a carriage return."""
+@pytest.mark.parametrize("odd", [["   ", "a,b", ",,,,,,,,,,,,,", " \t "], ["", "\t", "a,b", ",", "  "]])
+def test_csv_lines_that_are_not_plain_records(monkeypatch, odd: list[str]):
+    """Whitespace-only lines and wrong field counts among plain lines (Arrow's CSV reader hands them to the
+    row-at-a-time path), blank and two-character lines (the chunk is split line by line), and a file that
+    ends without a newline or with a carriage return."""
     e = entity("marketing/activities")
     rng = random.Random(3)
-    text = clean_csv(rng, e, 200)
-    lines = text.split("\n")
-    for i in (3, 50, 51, 120):
-        lines[i] = rng.choice(["", "   ", "a,b", ",,,,,,,,,,,,", "\t"])
+    lines = clean_csv(rng, e, 200).split("\n")
+    for i, text in zip((3, 50, 51, 120, 121), odd, strict=False):
+        lines[i] = text
     for ending in ("", "\r", "\n"):
         data = ("\n".join(lines).rstrip("\n") + ending).encode()
         for chunk in (300, 1 << 20):

@@ -311,11 +311,14 @@ class Codec:
             fields[i] = NULL
         return fields, bad
 
-    def arrow_fields(self, raw: pa.Array) -> tuple[list[pa.Array], np.ndarray | None]:
+    def arrow_fields(
+        self, raw: pa.Array, ascii_only: bool = False
+    ) -> tuple[list[pa.Array], np.ndarray | None]:
         """The encoded column of an Arrow string array (nulls are empty values): one binary array of whole
-        fields, or two (lengths and data); and the flags of the values that break a rule (None: none does)."""
+        fields, or two (lengths and data); and the flags of the values that break a rule (None: none does).
+        `ascii_only`: the caller knows that every value is ASCII."""
         if self.native is not None:
-            return self._native_fields(raw)
+            return self._native_fields(raw, ascii_only)
         return self._distinct_fields(raw)
 
     def _distinct_fields(self, raw: pa.Array) -> tuple[list[pa.Array], np.ndarray | None]:
@@ -329,7 +332,7 @@ class Codec:
             return [out], None
         return [out], np.isin(encoded.indices.to_numpy(), bad)
 
-    def _native_fields(self, raw: pa.Array) -> tuple[list[pa.Array], np.ndarray | None]:
+    def _native_fields(self, raw: pa.Array, ascii_only: bool) -> tuple[list[pa.Array], np.ndarray | None]:
         """The rule by Arrow's kernels for ASCII values (the same trim, lower-case and pattern as `parse_value`
         applies to them); non-ASCII values through the Python rule."""
         n = len(raw)
@@ -356,10 +359,12 @@ class Codec:
                 bad = empty if bad is None else bad | empty
             else:  # an empty value is NULL (text columns have no default)
                 prefixes[empty] = -1
+        lengths_arr = _fixed(prefixes, 4)
+        if ascii_only:
+            return [lengths_arr, data], bad
         ascii_ = pc.string_is_ascii(raw)
         if ascii_.null_count:
             ascii_ = ascii_.fill_null(True)
-        lengths_arr = _fixed(prefixes, 4)
         if not pc.all(ascii_).as_py():
             other = pc.invert(ascii_)
             where = np.flatnonzero(other.to_numpy(zero_copy_only=False))
@@ -423,10 +428,12 @@ class Columns:
             bad += wrong
         return pieces, sorted(set(bad)) if bad else bad
 
-    def convert_arrow(self, raws: Sequence[pa.Array | None], n: int) -> tuple[list, np.ndarray | None]:
+    def convert_arrow(
+        self, raws: Sequence[pa.Array | None], ascii_only: bool = False
+    ) -> tuple[list, np.ndarray | None]:
         """`raws`: one Arrow string array per entity column, in order (None: the column is absent, every value
-        empty), of `n` rows. The encoded columns (Arrow arrays and scalars, in order) and the flags of the rows
-        with a value that breaks a rule (None: no row)."""
+        empty); `ascii_only`: the caller knows that every value is ASCII. The encoded columns (Arrow arrays and
+        scalars, in order) and the flags of the rows with a value that breaks a rule (None: no row)."""
         pieces: list = []
         bad = None
         for codec, column in zip(self.codecs, raws, strict=True):
@@ -435,7 +442,7 @@ class Columns:
                     raise ValueError(f"required column {codec.col.name} is absent")
                 pieces.append(pa.scalar(codec.default, pa.binary()))
                 continue
-            p, wrong = codec.arrow_fields(column)
+            p, wrong = codec.arrow_fields(column, ascii_only)
             pieces += p
             if wrong is not None:
                 bad = wrong if bad is None else bad | wrong

@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from ..entities import Entity
@@ -38,7 +39,7 @@ from .values import hash_ip, parse_row
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-CHUNK_BYTES = 1 << 20  # decompressed bytes read at a time by read_batches
+CHUNK_BYTES = 1 << 22  # decompressed bytes read at a time by read_batches
 
 
 class FileError(Exception):
@@ -301,13 +302,17 @@ class _Chunk:
     """Whole lines of a file, decoded: `data` (UTF-8 bytes, without a byte-order mark), `text`, the number of
     the first line, and whether the last line is the file's last without a newline (`final`)."""
 
-    __slots__ = ("data", "text", "first", "final", "count", "_lines", "_offsets")
+    __slots__ = ("data", "text", "first", "final", "offsets", "count", "ascii", "_lines")
 
     def __init__(self, data: bytes, text: str, first: int, final: bool):
         self.data, self.text, self.first, self.final = data, text, first, final
-        self.count = data.count(b"\n") + final
+        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1
+        tail = [len(data)] if final else []
+        # where each line starts in `data`, and the end of `data`
+        self.offsets = np.concatenate(([0], ends, tail)).astype(np.int64)
+        self.count = len(self.offsets) - 1
+        self.ascii = data.isascii()
         self._lines: list[str] | None = None
-        self._offsets: np.ndarray | None = None
 
     @property
     def lines(self) -> list[str]:
@@ -317,15 +322,6 @@ class _Chunk:
             if not self.final:
                 self._lines.pop()  # the text ends with a newline
         return self._lines
-
-    @property
-    def offsets(self) -> np.ndarray:
-        """Where each line starts in `data`, and the end of `data` (count + 1 offsets)."""
-        if self._offsets is None:
-            ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10) + 1
-            tail = [len(self.data)] if self.final else []
-            self._offsets = np.concatenate(([0], ends, tail)).astype(np.int64)
-        return self._offsets
 
     def ending(self, i: int) -> str:
         """Line `i` with its line ending, as the row-at-a-time reader sees it."""
@@ -540,26 +536,75 @@ class _CsvBatches:
         if begin >= end:
             return
         chunk = self.chunk
+        split = self._split_by_reader(begin, end) or self._split_by_lines(begin, end)
+        columns, at, wrong = split
+        for i in wrong:
+            self._one_line(int(i), batch, parts)
+        if not len(at):
+            return
+        columns, bad = self.columns.convert_arrow(columns, chunk.ascii)
+        if bad is not None:
+            for i in at[bad]:
+                self._one_line(int(i), batch, parts)
+        parts.append(self.fmt.rows_arrow(columns, at + chunk.first, None if bad is None else ~bad))
+        batch.loaded += len(at) - (0 if bad is None else int(bad.sum()))
+
+    def _split_by_reader(self, begin: int, end: int) -> tuple[list, np.ndarray, np.ndarray] | None:
+        """Lines [begin, end) split by Arrow's CSV reader (quoting off): the entity's columns (None: absent), the
+        positions of the lines that are records of the header's width, and of those that are not. None when a
+        line is too short to tell a blank line from a record (the reader takes a blank line for a record)."""
+        chunk = self.chunk
+        offsets = chunk.offsets[begin : end + 1]
+        if int(np.diff(offsets).min()) <= 2 or chunk.data.startswith(b"\xef\xbb\xbf", int(offsets[0])):
+            return None  # (the reader also drops a byte-order mark at the start)
+        wrong: list[int] = []
+
+        def other_width(row) -> str:
+            wrong.append(row.number)
+            return "skip"
+
+        names = [f"f{i}" for i in range(self.width)]
+        wanted = [names[i] for i in self.at if i is not None]
+        start, stop = int(offsets[0]), int(offsets[-1])
+        table = pa_csv.read_csv(
+            pa.py_buffer(chunk.data).slice(start, stop - start),
+            read_options=pa_csv.ReadOptions(
+                column_names=names, use_threads=False, block_size=stop - start + 1
+            ),
+            parse_options=pa_csv.ParseOptions(
+                quote_char=False,
+                escape_char=False,
+                double_quote=False,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+                invalid_row_handler=other_width,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in wanted},
+                include_columns=wanted,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        lines = np.arange(begin, end)
+        if table.num_rows + len(wrong) != end - begin:
+            return None
+        records = np.ones(end - begin, dtype=bool)
+        records[np.asarray(wrong, dtype=np.int64) - 1] = False  # the reader numbers lines from 1
+        columns = [None if i is None else table.column(names[i]).combine_chunks() for i in self.at]
+        return columns, lines[records], lines[~records]
+
+    def _split_by_lines(self, begin: int, end: int) -> tuple[list, np.ndarray, np.ndarray]:
+        """Like `_split_by_reader`, each line split on commas by Arrow's string kernels."""
+        chunk = self.chunk
         offsets = chunk.offsets[begin : end + 1].astype(np.int32)
         lines = pa.StringArray.from_buffers(end - begin, pa.py_buffer(offsets), pa.py_buffer(chunk.data))
         records = pc.split_pattern(lines, ",")  # the last field keeps the line ending: every value is trimmed
         at = np.arange(begin, end)
         wrong = pc.list_value_length(records).to_numpy() != self.width
         if wrong.any():
-            for i in at[wrong]:
-                self._one_line(int(i), batch, parts)
             records = records.filter(pa.array(~wrong))
-            at = at[~wrong]
-            if not len(at):
-                return
-        columns, bad = self.columns.convert_arrow(
-            [None if i is None else pc.list_element(records, i) for i in self.at], len(at)
-        )
-        if bad is not None:
-            for i in at[bad]:
-                self._one_line(int(i), batch, parts)
-        parts.append(self.fmt.rows_arrow(columns, at + chunk.first, None if bad is None else ~bad))
-        batch.loaded += len(at) - (0 if bad is None else int(bad.sum()))
+        return [None if i is None else pc.list_element(records, i) for i in self.at], at[~wrong], at[wrong]
 
 
 def _jsonl_batches(entity: Entity, chunks: _Chunks, fmt: RowFormat, key: str, log) -> Iterator[Batch]:
@@ -599,6 +644,8 @@ def _odd_json(data: bytes) -> bool:
     return b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
 
 
+# Bytes Arrow's JSON reader parses at a time (a chunk with a longer line goes line by line).
+_JSON_BLOCK = 1 << 20
 _PLAIN_JSON_TYPES = (pa.string(), pa.null(), pa.bool_(), pa.int64())
 
 
@@ -624,7 +671,7 @@ def _jsonl_arrow(
     try:
         table = pa_json.read_json(
             pa.py_buffer(data),
-            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=_JSON_BLOCK),
             parse_options=options,
         )
     except pa.ArrowInvalid:
@@ -636,7 +683,11 @@ def _jsonl_arrow(
         return None
     extra.update(f.name for f in unknown)
     n = chunk.count
-    columns, bad = converter.convert_arrow([table.column(c.name).combine_chunks() for c in entity.columns], n)
+    # ASCII text without a backslash (no escape) holds only ASCII values
+    ascii_only = chunk.ascii and b"\\" not in data
+    columns, bad = converter.convert_arrow(
+        [table.column(c.name).combine_chunks() for c in entity.columns], ascii_only
+    )
     batch = Batch(b"", n)
     parts = [fmt.rows_arrow(columns, np.arange(chunk.first, chunk.first + n), None if bad is None else ~bad)]
     if bad is not None:
