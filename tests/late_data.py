@@ -42,7 +42,7 @@ VISITOR = "bv-000195"
 VISITOR_CLICKS = ("clk-0001290", "clk-0000348")  # landed in dt=2025-01-01 and dt=2025-01-04
 CONVERTED_DEAL, CONVERTED_ACCOUNT, CLICK_PARTNER = "D-00002", "domain:northvector36.io", "PTR-0003"
 # Record update: an open deal of PTR-0004, last delivered on 2025-01-09, re-delivered won with a new amount.
-UPDATED_DEAL = "D-00014"
+UPDATED_DEAL, UPDATED_DEAL_PARTNER, UPDATED_AMOUNT = "D-00014", "PTR-0004", "12500.00"
 # Late reversal: PTR-0002's biggest deal; its February events are earned on 2025-02-04 (REF-00005, D-00026).
 REVERSED_DEAL, TIER_PARTNER = "D-00004", "PTR-0002"
 
@@ -81,7 +81,7 @@ def write_scenario(golden_dir: Path, root: Path) -> Scenario:
         stage="closed_won",
         is_won="true",
         closed_at="2025-01-10T15:00:00Z",
-        amount="12500.00",
+        amount=UPDATED_AMOUNT,
         updated_at="2025-01-10T15:01:00Z",
     )
     add_partition_file(landing, "crm/deals", RECORD_UPDATE_DAY, [deal])

@@ -1,6 +1,6 @@
-"""Nightly runs through the real Dagster job: day-by-day runs, one backfill and a full refresh give the same
-raw tables, marts and ledger, a rerun changes nothing, and a failing partition fails the run with a one-line
-reason and a non-zero exit."""
+"""Nightly runs through the real Dagster job: day-by-day runs, a backfill and a full refresh give the same raw
+tables, marts and ledger, late data included (tests/late_data.py), a rerun changes nothing, and a failing
+partition fails the run with a one-line reason and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import late_data as late
@@ -109,8 +110,9 @@ def assert_old_clicks_gain_an_account_and_credit(url: str, before: dict, after: 
 
 def assert_the_updated_deal_moved(before: dict, after: dict) -> None:
     """Record update: the re-delivered deal is won with its new amount; its attribution rows changed."""
-    assert before["deal"] == [("PTR-0004", False, 0)], before["deal"]
-    assert after["deal"] == [("PTR-0004", True, 12500)], after["deal"]
+    partner, amount = late.UPDATED_DEAL_PARTNER, Decimal(late.UPDATED_AMOUNT)
+    assert before["deal"] == [(partner, False, 0)], before["deal"]
+    assert after["deal"] == [(partner, True, amount)], after["deal"]
     assert not before["commission"] and len(after["commission"]) == 1
 
 
@@ -168,7 +170,7 @@ SCENARIO_QUERIES = {
 
 
 def scenario_state(url: str) -> dict[str, list[tuple]]:
-    return {name: sorted(query(url, sql, param)) for name, (sql, param) in SCENARIO_QUERIES.items()}
+    return {name: sorted(query(url, sql, param), key=repr) for name, (sql, param) in SCENARIO_QUERIES.items()}
 
 
 BATCH_DAY = dt.date(2025, 2, 1)  # the run that records the January payout batch
