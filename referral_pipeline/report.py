@@ -215,18 +215,29 @@ def read_report_data(conn: psycopg.Connection, period: str | None = None) -> Rep
         with rejected as (
             select _partition_date as day, count(*) as n from staging.stg_raw__rejected_rows group by 1
         ),
+        -- repeats by the landing partition that carried them: rows loaded minus the first occurrences kept
+        -- (for clicks the incremental first occurrences, not a de-duplication of all history's clicks again)
+        kept as (
+            select 'crm/deal_stage_history' as entity, _partition_date as day, count(*) as n
+            from staging.stg_crm__deal_stage_history group by 2
+            union all
+            select 'crm/deal_reversals', _partition_date, count(*) from staging.stg_crm__deal_reversals group by 2
+            union all
+            select 'marketing/activities', _partition_date, count(*) from staging.stg_marketing__activities group by 2
+            union all
+            select 'links/clicks', _partition_date, count(*) from intermediate.int_touchpoints__clicks group by 2
+            union all
+            select 'links/conversions', _partition_date, count(*) from staging.stg_links__conversions group by 2
+        ),
         duplicates as (
-            select day, sum(n) as n from (
-                select _partition_date as day, _duplicate_count as n from staging.stg_crm__deal_stage_history
-                union all
-                select _partition_date, _duplicate_count from staging.stg_crm__deal_reversals
-                union all
-                select _partition_date, _duplicate_count from staging.stg_marketing__activities
-                union all
-                select _partition_date, _duplicate_count from staging.stg_links__clicks
-                union all
-                select _partition_date, _duplicate_count from staging.stg_links__conversions
-            ) e group by 1
+            select b.partition_date as day, sum(b.rows_loaded - coalesce(k.n, 0)) as n
+            from raw.load_batches b
+            left join kept k on k.entity = b.entity and k.day = b.partition_date
+            where b.entity in (
+                'crm/deal_stage_history', 'crm/deal_reversals', 'marketing/activities', 'links/clicks',
+                'links/conversions'
+            )
+            group by 1
         ),
         unresolved as (
             select (occurred_at at time zone 'UTC')::date as day, count(*) as n
