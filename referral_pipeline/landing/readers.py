@@ -5,11 +5,12 @@ field spans several lines has the number of the line where it starts; a JSONL fi
 Blank lines are skipped (they are neither rows nor rejections) but still counted.
 
 Two readers share these rules. `read_file` reads row by row (`Row` and `Rejected` items); it is the reference.
-`read_batches`, which the loader uses, reads a file in chunks of about a hundred KB and converts each chunk
-column by column into COPY BINARY rows (see `columns`): the rows of a chunk that the column-wise path cannot take as
-they are (a CSV line holding a quote, a NUL or a stray carriage return, a wrong number of fields, a line that
-is not a flat JSON object of text values, any value that breaks a rule) go through the same row-at-a-time
-code as `read_file`, so every row value and every rejection (reason, raw line, hashed IP) is the same.
+`read_batches`, which the loader uses, reads a file in chunks of about 4 MB, splits each chunk into columns with
+Arrow (its CSV reader with quoting off, its JSON reader) and converts them column by column into COPY BINARY
+rows (see `columns`): the rows of a chunk that the column-wise path cannot take as they are (a CSV line holding
+a quote, a NUL or a stray carriage return, a wrong number of fields, a JSON chunk Arrow would read otherwise
+than json.loads, any value that breaks a rule) go through the same row-at-a-time code as `read_file`, so every
+row value and every rejection (reason, raw line, hashed IP) is the same.
 """
 
 from __future__ import annotations
