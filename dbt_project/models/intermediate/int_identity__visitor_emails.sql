@@ -1,5 +1,9 @@
 -- Link-click identity (see docs/rules.md, Identity: account keys): one row per visitor that converted, with
 -- the email of its earliest conversion (by converted_at, then conversion_id) and that email's account key.
+-- Unique index on visitor_id: clicks look their visitor up by it, and a query that needs no column of it (the
+-- counts of fct_data_quality over int_touchpoints__candidates) skips the join altogether.
+{{ config(indexes=[{'columns': ['visitor_id'], 'unique': True}]) }}
+
 with conversions as (
     select * from {{ ref('stg_links__conversions') }}
 ),
