@@ -27,7 +27,8 @@
     )
 }}
 
-with raw_clicks as (
+-- not materialized: read several times below, each read keeps its own filter on the partition or click_id
+with raw_clicks as not materialized (
     select
         click_id,
         link_code,
@@ -50,7 +51,7 @@ with raw_clicks as (
 -- Partitions loaded since this table last saw them: a load batch none of whose rows is here. A partition whose
 -- rows are all repeats of earlier clicks (or that loaded zero rows) stays in this set and is re-read each
 -- night; that is cheap and harmless.
-changed_partitions as (
+{% set changed_partitions_sql %}
     select b.partition_date
     from {{ source('raw', 'load_batches') }} as b
     where b.entity = 'links/clicks'
@@ -58,23 +59,36 @@ changed_partitions as (
             select 1 from {{ this }} as t
             where t._partition_date = b.partition_date and t._load_batch_id = b.load_batch_id
         )
+{% endset %}
+{#- Whether one of them was built before (a rerun or backfill of a past day): only then can a kept click lose
+    its first occurrence and need looking up in all of raw (the orphans below). -#}
+{% set reloaded = execute and run_query(
+    "select count(*) from (" ~ changed_partitions_sql ~ ") as c
+     where exists (select 1 from " ~ this ~ " as t where t._partition_date = c.partition_date)"
+).columns[0].values()[0] > 0 %}
+
+changed_partitions as materialized (
+    {{ changed_partitions_sql }}
 ),
 
+-- (= any(array(...)): an index condition on the partition date, not a join over all raw clicks)
 changed_rows as (
     select r.*
     from raw_clicks as r
-    where r._partition_date in (select partition_date from changed_partitions)
+    where r._partition_date = any(array(select partition_date from changed_partitions))
 ),
 
+{% if reloaded %}
 -- First occurrences kept here whose partition was reloaded: if the reload no longer carries the click, its
--- first occurrence may now be a repeat in another partition, looked up in all of raw (rare: only reruns of
--- old days that drop clicks reach this).
+-- first occurrence may now be a repeat in another partition, looked up in all of raw (only reruns of old days
+-- reach this).
 orphans as (
     select t.click_id
     from {{ this }} as t
-    where t._partition_date in (select partition_date from changed_partitions)
+    where t._partition_date = any(array(select partition_date from changed_partitions))
         and not exists (select 1 from changed_rows as c where c.click_id = t.click_id)
 ),
+{% endif %}
 
 -- Every occurrence that can be the first one of an affected click: the changed partitions' rows, the first
 -- occurrences already here from unchanged partitions, and all raw rows of the orphans.
@@ -87,12 +101,14 @@ occurrences as (
     from {{ this }} as t
     where t.click_id in (select click_id from changed_rows)
         and t._partition_date not in (select partition_date from changed_partitions)
+    {% if reloaded %}
 
     union all
 
     select r.*
     from raw_clicks as r
     where r.click_id in (select click_id from orphans)
+    {% endif %}
 ),
 
 {% else %}

@@ -51,9 +51,10 @@ checks as (
         'duplicate_events',
         '{{ e }}',
         {%- if e == 'links/clicks' %}
-        -- the same number as sum(_duplicate_count) of {{ m }} (every raw row but one per click_id), taken from
-        -- the incremental first occurrences instead of de-duplicating all history's clicks again
-        (select count(*) from {{ source('raw', 'links__clicks') }})
+        -- the same number as sum(_duplicate_count) of {{ m }} (every raw row but one per click_id): the rows
+        -- the loads stored (raw.load_batches) minus the incremental first occurrences, instead of
+        -- de-duplicating all history's clicks again
+        (select coalesce(sum(rows_loaded), 0) from {{ source('raw', 'load_batches') }} where entity = 'links/clicks')
             - (select count(*) from {{ ref('int_touchpoints__clicks') }}),
         {%- else %}
         (select coalesce(sum(_duplicate_count), 0) from {{ ref(m) }}),
