@@ -624,8 +624,10 @@ def _history_counts(url: str) -> int:
     return rows
 
 
-# The timed nightly of `scale`, in a process of its own (like `referral-pipeline nightly`): its wall time, and
-# the peak RSS of the run's process (the Dagster run, in process) and of its largest child (dbt).
+# The timed nightly of `scale`, in a process of its own (like `referral-pipeline nightly`): its wall time, its
+# steps, and its own peak RSS (getrusage). Started through a shell that forks it: Linux carries a process's peak
+# RSS across exec, so a process spawned straight from this one (which holds the backfill's memory) would report
+# this one's peak as its own.
 _CHILD = """
 import datetime as dt, json, resource, sys, time
 from pathlib import Path
@@ -638,34 +640,53 @@ t = time.perf_counter()
 summary = run_nightly(dt.date.fromisoformat(sys.argv[1]), output_log=Path(sys.argv[2]), instance=instance)
 wall = time.perf_counter() - t
 print(json.dumps({"wall": wall, "self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                   "steps": _step_times(instance, summary.run_id)}))
 """
 
 
 def _nightly_process(day: dt.date, log: Path) -> dict:
-    """Run the nightly of `day` in a new process; sample the RSS of its process tree (psutil) every 0.1 s."""
+    """Run the nightly of `day` in a new process; sample the RSS of its process tree (psutil) every 0.1 s: the
+    peak of the sum, and each process's peak (the run's Python process, dbt)."""
     import psutil
 
     started = time.perf_counter()
     errors = log.with_suffix(".stderr")
+    here = str(Path(__file__).resolve().parent)
     with errors.open("w") as err:  # what the process prints before the run's log takes over (warnings)
         proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, day.isoformat(), str(log), str(Path(__file__).resolve().parent)],
+            [
+                "/bin/sh",
+                "-c",
+                '"$0" "$@"; exit $?',
+                sys.executable,
+                "-c",
+                _CHILD,
+                day.isoformat(),
+                str(log),
+                here,
+            ],
             stdout=subprocess.PIPE,
             stderr=err,
         )
-    tree_peak = 0
+    tree_peak, peaks = 0, {}
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
-            members = [root, *root.children(recursive=True)]
             rss = 0
-            for m in members:
+            for m in root.children(recursive=True):
                 try:
-                    rss += m.memory_info().rss
+                    used = m.memory_info().rss
+                    what = (
+                        "dbt"
+                        if any("dbt" in a for a in m.cmdline()[:2])
+                        else "run"
+                        if _CHILD in m.cmdline()
+                        else "other"
+                    )
                 except psutil.Error:
-                    pass
+                    continue
+                rss += used
+                peaks[what] = max(peaks.get(what, 0), used)
             tree_peak = max(tree_peak, rss)
         except psutil.Error:
             pass
@@ -675,7 +696,7 @@ def _nightly_process(day: dt.date, log: Path) -> dict:
         tail = errors.read_text().strip().splitlines()[-1:] or ["no message"]
         raise SystemExit(f"the nightly of {day} failed (exit {proc.returncode}): {tail[0]}; see {log}")
     result = json.loads(out.strip().splitlines()[-1])
-    return result | {"process_wall": time.perf_counter() - started, "tree_peak": tree_peak}
+    return result | {"process_wall": time.perf_counter() - started, "tree_peak": tree_peak, "peaks": peaks}
 
 
 def scale(url: str, scale_name: str, days: int, clicks_per_day: int, landing: Path | None) -> None:
@@ -700,10 +721,12 @@ def scale(url: str, scale_name: str, days: int, clicks_per_day: int, landing: Pa
         print(f"  the nightly's process, start-up and imports included: {run['process_wall']:.2f} s")
         _print_steps(run["steps"], wall)
         _slowest(replay, f"the nightly of day {days}", wall, nodes)
+        peaks = run["peaks"]
         print(
-            f"peak RSS of the nightly: its process tree sampled every 0.1 s (psutil): {run['tree_peak'] / 2**20:.0f} MiB;"
-            f" getrusage: the run's process (Dagster, in process) {run['self_kib'] / 1024:.0f} MiB, its largest"
-            f" child (dbt) {run['children_kib'] / 1024:.0f} MiB (PostgreSQL's own processes not included)"
+            f"peak RSS of the nightly (psutil, its process tree sampled every 0.1 s; PostgreSQL's processes not"
+            f" included): {run['tree_peak'] / 2**20:.0f} MiB together; the run's Python process"
+            f" {peaks.get('run', 0) / 2**20:.0f} MiB (getrusage: {run['self_kib'] / 1024:.0f} MiB), dbt"
+            f" {peaks.get('dbt', 0) / 2**20:.0f} MiB"
         )
         print(
             f"backfill of {days - 1} days: {backfill:.0f} s ({rows / backfill:,.0f} raw rows a second, all included)"
