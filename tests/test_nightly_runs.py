@@ -32,12 +32,13 @@ SKIP_COLUMNS = {
 
 
 def snapshot(url: str, schemas=("raw", "marts", "payouts")) -> dict[str, list[tuple]]:
-    """Every table of the schemas, all rows sorted, without load-time columns."""
+    """Every table and view of the schemas (marts that are views, such as fct_touchpoints, included), all rows
+    sorted, without load-time columns."""
     out: dict[str, list[tuple]] = {}
     with psycopg.connect(url) as conn:
         tables = conn.execute(
             "select table_schema, table_name from information_schema.tables "
-            "where table_schema = any(%s) and table_type = 'BASE TABLE' order by 1, 2",
+            "where table_schema = any(%s) and table_type in ('BASE TABLE', 'VIEW') order by 1, 2",
             (list(schemas),),
         ).fetchall()
         for schema, table in tables:
