@@ -24,6 +24,11 @@ email, a CSV row with the wrong number of fields, a JSONL line that is not an ob
 columns, gzipped files, partitions split over two files, emails and domains that need normalising, booleans as
 TRUE/1/0 and timestamps with `Z`, other offsets or none. The summary lists every row that must be rejected.
 
+Volume mode (`clicks_per_day`, `python -m referral_pipeline.generate --clicks-per-day N`): the browsing traffic
+on partner links and the marketing activities without a partner code are written column-wise with numpy at about
+N clicks a day, for benchmarks at scale (a year at 30,000 clicks a day in a few minutes); see `_Traffic` and
+docs/performance.md. Without it, the output is the per-row generator's.
+
 The output is a pure function of the arguments: the same arguments give byte-identical files.
 """
 
@@ -1083,7 +1088,7 @@ def _write_file(path: Path, text: str, gz: bool, level: int = 9) -> None:
 
 # ---- volume mode ----------------------------------------------------------------------------------------------
 
-CLICKS_PER_VISITOR = (1, 1, 2, 3, 4, 5, 6)  # a browsing visitor's clicks, drawn from this deck
+CLICKS_PER_VISITOR = (1, 1, 2, 3, 4, 5, 6)  # a browsing visitor's clicks: one of these, at random
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
