@@ -23,8 +23,8 @@ def models() -> dict[str, dict]:
 
 
 def _select_list(sql: str, cte: str) -> list[str]:
-    """The column names of `cte as ( select a, b, ... from ...)` in a model's SQL, in order."""
-    body = re.search(rf"\b{cte} as \(\s*select\s+(.*?)\s+from\b", sql, re.S)
+    """The column names of `cte as [not materialized] ( select a, b, ... from ...)` in a model's SQL, in order."""
+    body = re.search(rf"\b{cte} as (?:not materialized )?\(\s*select\s+(.*?)\s+from\b", sql, re.S)
     assert body, f"no `{cte} as (select ... from` in the model"
     return [c.strip().split()[-1] for c in body.group(1).split(",")]
 
